@@ -10,36 +10,37 @@ import importlib
 
 import click
 
-# name -> "module:attribute" of a click command or group.
+# name -> ("module:attribute" of a click command or group, one-line help shown by --help).
+# The help text lives here so that `nasfarm --help` imports none of the subcommand modules.
 SPACE_COMMANDS = {
-    "enumerate": "farm.cli.space:enumerate_cmd",
-    "hash": "farm.cli.space:hash_cmd",
-    "describe": "farm.cli.describe:describe_cmd",
+    "enumerate": ("farm.cli.space:enumerate_cmd", "Enumerate every unique cell as JSON lines."),
+    "hash": ("farm.cli.space:hash_cmd", "Print the NAS-Bench-101 hash of a cell."),
+    "describe": ("farm.cli.describe:describe_cmd", "Parameters and FLOPs of cells, as JSON lines."),
 }
 
 ROOT_COMMANDS = {
-    "space": "farm.cli:space",
-    "data": "farm.cli.data:data",
-    "train": "farm.cli.train:train_cmd",
-    "db": "farm.cli.db:db",
-    "campaign": "farm.cli.campaign:campaign",
-    "status": "farm.cli.status:status_cmd",
-    "retry": "farm.cli.campaign:retry_cmd",
-    "cancel": "farm.cli.campaign:cancel_cmd",
-    "run": "farm.cli.run:run_cmd",
-    "demo": "farm.cli.demo:demo_cmd",
-    "report": "farm.cli.report:report_cmd",
-    "export": "farm.cli.bench:export_cmd",
-    "import-nb101": "farm.cli.bench:import_cmd",
-    "compare": "farm.cli.bench:compare_cmd",
-    "search": "farm.cli.search:search_cmd",
+    "space": ("farm.cli:space", "The NAS-Bench-101 cell space."),
+    "data": ("farm.cli.data:data", "CIFAR-10: check a placed copy, write a synthetic set."),
+    "train": ("farm.cli.train:train_cmd", "Train one cell and print its metrics (resumable)."),
+    "db": ("farm.cli.db:db", "Create or upgrade the job database."),
+    "campaign": ("farm.cli.campaign:campaign", "Create and inspect campaigns."),
+    "status": ("farm.cli.status:status_cmd", "Where the campaigns stand."),
+    "retry": ("farm.cli.campaign:retry_cmd", "Send a campaign's failed jobs back to pending."),
+    "cancel": ("farm.cli.campaign:cancel_cmd", "Cancel a campaign's unfinished jobs."),
+    "run": ("farm.cli.run:run_cmd", "Work through campaigns on a Ray cluster."),
+    "demo": ("farm.cli.demo:demo_cmd", "The main job: a small real campaign, end to end."),
+    "report": ("farm.cli.report:report_cmd", "Write a campaign's plots and HTML report."),
+    "export": ("farm.cli.bench:export_cmd", "Export a campaign's results (tfrecord, jsonl, parquet)."),
+    "import-nb101": ("farm.cli.bench:import_cmd", "Load the published NAS-Bench-101 table."),
+    "compare": ("farm.cli.bench:compare_cmd", "Compare a campaign with another (e.g. published)."),
+    "search": ("farm.cli.search:search_cmd", "Run and compare NAS algorithms on a benchmark table."),
 }
 
 
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
-    def __init__(self, *args, lazy_commands: dict[str, str] | None = None, **kwargs):
+    def __init__(self, *args, lazy_commands: dict[str, tuple[str, str]] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.lazy_commands = dict(lazy_commands or {})
 
@@ -48,7 +49,7 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy_commands:
-            module_name, attribute = self.lazy_commands[cmd_name].split(":")
+            module_name, attribute = self.lazy_commands[cmd_name][0].split(":")
             try:
                 module = importlib.import_module(module_name)
             except ModuleNotFoundError as exc:
@@ -60,8 +61,18 @@ class LazyGroup(click.Group):
             return getattr(module, attribute)
         return super().get_command(ctx, cmd_name)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_text) for name, (_, help_text) in sorted(self.lazy_commands.items())]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
-@click.group(cls=LazyGroup, lazy_commands=ROOT_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=ROOT_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="nasfarm")
 def main() -> None:
     """nasfarm: regenerate and grow NAS-Bench-101 on a job-queue training farm."""
