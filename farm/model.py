@@ -1,0 +1,268 @@
+"""The NAS-Bench-101 network for a cell, in PyTorch (SPEC d).
+
+Layout (names mirror the original's TF scopes, which helps when mapping checkpoints):
+
+    stem                      conv3x3(3 -> C) - BN - ReLU
+    stack0.module0..          modules at C channels, 32x32
+    stack1.downsample         2x2 max-pool, stride 2 (no conv: the next module's projections
+    stack1.module0..          double the channels), 2C channels, 16x16
+    stack2.downsample, ...    4C channels, 8x8
+    dense                     global average pool, then Linear(4C -> labels): the only bias
+
+Each module is built from the cell's pruned matrix exactly as given (vertex order matters through
+the channel-remainder rule). BatchNorm follows every conv; in training mode it normalizes each
+shard of ``config.bn_shard_size`` images with that shard's statistics, as the two TPU cores did
+(see :class:`ShardedBatchNorm2d` for the running statistics).
+
+Everything that decides a channel layout goes through :class:`Module`'s small helpers
+(``_truncate``, ``_concat``) so that a later repeat-fused variant (several repeats of one cell as
+one network with grouped convs) can replace them without touching the graph logic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from farm.config import TrainConfig
+from farm.cost import IMAGE_CHANNELS, compute_vertex_channels
+from farm.spec import CONV1X1, CONV3X3, MAXPOOL3X3, Cell
+
+# tf.variance_scaling_initializer (TF >= 1.12) divides the std by the std of a standard normal
+# truncated at +-2, so that the truncated draw has variance scale/fan_in (SPEC d.2).
+TRUNCATED_NORMAL_STD_CORRECTION = 0.87962566103423978
+
+
+class ShardedBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm whose training-mode statistics come from shards of ``shard_size`` images.
+
+    NAS-Bench-101 trained on one TPU v2 chip: the 256-image batch was split over 2 cores, each
+    normalizing its 128 images with its own batch statistics (no cross-replica BN). Evaluation
+    mode uses the running statistics, as usual. ``shard_size = 0`` means the whole batch.
+
+    Running statistics follow :func:`update_running_stats_from`: each replica kept its own copy
+    of the moving averages, updated from its own shard; the copy the host saved (and evaluated)
+    was replica 0's, i.e. the first shard's.
+    """
+
+    def __init__(self, num_features: int, *, shard_size: int, momentum: float, eps: float):
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.shard_size = shard_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.shard_size <= 0 or x.shape[0] <= self.shard_size:
+            return super().forward(x)
+        if self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+        shards = x.split(self.shard_size)
+        updating = update_running_stats_from(len(shards))
+        outputs = [
+            F.batch_norm(
+                shard,
+                self.running_mean if i == updating else None,
+                self.running_var if i == updating else None,
+                self.weight,
+                self.bias,
+                True,
+                self.momentum,
+                self.eps,
+            )
+            for i, shard in enumerate(shards)
+        ]
+        return torch.cat(outputs)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, shard_size={self.shard_size}"
+
+
+def update_running_stats_from(num_shards: int) -> int:
+    """The shard whose batch statistics update the running mean and variance: shard 0.
+
+    Why replica 0 and not an average: under TF1 TPU replication every core holds its own copy of
+    each variable. Weights stay identical because the optimizer applies all-reduced (averaged)
+    gradients, but the BN moving-average assignments use each core's local shard statistics and
+    no cross-replica op, so the copies drift apart; the checkpoint (and hence every evaluation)
+    stores one copy, the primary replica's. This is an inference from TF's replication model --
+    neither the SPEC nor the original code states it. Averaging would differ only slightly (the
+    EMA is linear, so averaging the copies equals updating with the mean of the shards' stats).
+    """
+    del num_shards  # the rule does not depend on how many shards there are
+    return 0
+
+
+class ConvBnRelu(nn.Module):
+    """conv (k x k, stride 1, SAME, no bias) -> BatchNorm -> ReLU (SPEC d.2)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, config: TrainConfig):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False)
+        self.bn = ShardedBatchNorm2d(
+            c_out, shard_size=config.bn_shard_size, momentum=config.bn_momentum, eps=config.bn_eps
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+def _make_op(op: str, channels: int, config: TrainConfig) -> nn.Module:
+    if op == CONV3X3:
+        return ConvBnRelu(channels, channels, 3, config)
+    if op == CONV1X1:
+        return ConvBnRelu(channels, channels, 1, config)
+    if op == MAXPOOL3X3:
+        # Stride 1, SAME: PyTorch pads with -inf, so padding never wins the max, as in TF.
+        return nn.MaxPool2d(3, stride=1, padding=1)
+    raise ValueError(f"unknown op {op!r}")
+
+
+class Vertex(nn.Module):
+    """One interior vertex: an optional 1x1 projection of the module input, then its op."""
+
+    def __init__(self, projection: nn.Module | None, op: nn.Module):
+        super().__init__()
+        self.projection = projection
+        self.op = op
+
+
+class Module(nn.Module):
+    """One cell instance (the original's "module"): SPEC d.4."""
+
+    def __init__(
+        self, matrix: Sequence[Sequence[int]], ops: Sequence[str], c_in: int, c_out: int,
+        config: TrainConfig,
+    ):
+        super().__init__()
+        rows = [[int(x) for x in r] for r in matrix]
+        n = len(rows)
+        last = n - 1
+        self.channels = compute_vertex_channels(c_in, c_out, rows)
+        # Interior sources of each interior vertex, in increasing order (the original's order).
+        self.sources = [[s for s in range(1, t) if rows[s][t]] for t in range(n)]
+        self.output_sources = [s for s in range(1, last) if rows[s][last]]
+        # Registered in the original's build order (vertex by vertex, projection before op, then
+        # the output projection): the initializer draws in registration order.
+        self.vertices = nn.ModuleList(
+            Vertex(
+                ConvBnRelu(c_in, self.channels[t], 1, config) if rows[0][t] else None,
+                _make_op(ops[t], self.channels[t], config),
+            )
+            for t in range(1, last)
+        )
+        # Input->output: a projection to c_out, added to the concatenation (or the whole output
+        # of a 2-vertex cell).
+        self.projection = ConvBnRelu(c_in, c_out, 1, config) if rows[0][last] else None
+
+    def _truncate(self, x: torch.Tensor, channels: int) -> torch.Tensor:
+        """The first ``channels`` channels (SPEC d.4: sources have at most one extra)."""
+        return x if x.shape[1] == channels else x[:, :channels]
+
+    def _concat(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs: list[torch.Tensor] = [x]
+        for t, vertex in enumerate(self.vertices, start=1):
+            addends = [self._truncate(outputs[s], self.channels[t]) for s in self.sources[t]]
+            if vertex.projection is not None:
+                addends.append(vertex.projection(x))
+            total = addends[0]
+            for extra in addends[1:]:  # a plain sum: no activation after it
+                total = total + extra
+            outputs.append(vertex.op(total))
+        if not self.output_sources:  # 2-vertex cell: the output is the projection
+            return self.projection(x)
+        out = self._concat([outputs[s] for s in self.output_sources])
+        if self.projection is not None:
+            out = out + self.projection(x)
+        return out
+
+
+class Network(nn.Module):
+    """stem -> stacks of modules with 2x2 max-pool downsampling -> global average pool -> dense."""
+
+    def __init__(self, cell: Cell, config: TrainConfig):
+        super().__init__()
+        matrix = cell.matrix.tolist()
+        ops = list(cell.ops)
+        c = config.stem_channels
+        self.stem = ConvBnRelu(IMAGE_CHANNELS, c, 3, config)
+        c_prev = c
+        for stack in range(config.num_stacks):
+            c_stack = c * 2**stack
+            layers: OrderedDict[str, nn.Module] = OrderedDict()
+            if stack > 0:
+                layers["downsample"] = nn.MaxPool2d(2, stride=2)
+            for m in range(config.modules_per_stack):
+                layers[f"module{m}"] = Module(matrix, ops, c_prev, c_stack, config)
+                c_prev = c_stack
+            self.add_module(f"stack{stack}", nn.Sequential(layers))
+        self.num_stacks = config.num_stacks
+        self.dense = nn.Linear(c_prev, config.num_labels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stack in range(self.num_stacks):
+            x = getattr(self, f"stack{stack}")(x)
+        return self.dense(x.mean(dim=(2, 3)))
+
+
+def initialize(network: nn.Module, generator: torch.Generator | None = None) -> None:
+    """The original's initialization, drawn on the CPU from ``generator`` in module order.
+
+    Convs: truncated normal (+-2 std), std = sqrt(1/fan_in) / 0.8796..., fan_in = k*k*c_in.
+    Dense: Glorot uniform, limit sqrt(6 / (fan_in + fan_out)); bias 0. BN: gamma 1, beta 0,
+    running mean 0, running variance 1. Values are drawn on the CPU and copied, so a given
+    generator state gives the same weights on any device; meta tensors are skipped.
+    """
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, nn.Conv2d):
+                weight = module.weight
+                fan_in = weight.shape[1] * weight.shape[2] * weight.shape[3]
+                std = math.sqrt(1.0 / fan_in) / TRUNCATED_NORMAL_STD_CORRECTION
+                if not weight.is_meta:
+                    draw = torch.empty(weight.shape, dtype=torch.float32)
+                    nn.init.trunc_normal_(draw, 0.0, std, -2 * std, 2 * std, generator=generator)
+                    weight.copy_(draw)
+            elif isinstance(module, nn.Linear):
+                fan_out, fan_in = module.weight.shape
+                limit = math.sqrt(6.0 / (fan_in + fan_out))
+                if not module.weight.is_meta:
+                    draw = torch.empty(module.weight.shape, dtype=torch.float32)
+                    draw.uniform_(-limit, limit, generator=generator)
+                    module.weight.copy_(draw)
+                    if module.bias is not None:
+                        module.bias.zero_()
+            elif isinstance(module, nn.BatchNorm2d) and not module.weight.is_meta:
+                module.reset_parameters()
+
+
+def build_network(
+    cell: Cell, config: TrainConfig, *, generator: torch.Generator | None = None
+) -> Network:
+    """The full NAS-Bench-101 network for ``cell``, initialized as the original.
+
+    Input: float32 NCHW normalized images [N, 3, 32, 32]; output: logits [N, num_labels].
+    Parameters are created on the current default device (``with torch.device("meta"):`` gives
+    a weightless network for counting); initial values come from ``generator`` (the global RNG
+    when None) and are identical for identical generator states on every device.
+    """
+    network = Network(cell, config)
+    initialize(network, generator)
+    return network
+
+
+def count_parameters(network: nn.Module) -> int:
+    """Trainable parameters of a built module (what NAS-Bench-101 calls trainable_parameters)."""
+    return sum(p.numel() for p in network.parameters() if p.requires_grad)
+
+
+def meta_parameter_count(cell: Cell, config: TrainConfig) -> int:
+    """Parameters counted from the real module, built on the meta device (no memory, no init)."""
+    with torch.device("meta"):
+        return count_parameters(Network(cell, config))
