@@ -44,3 +44,8 @@ def module_hash(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> str:
             for v in range(n)
         ]
     return _md5(str(sorted(hashes)))
+
+
+def hash_labelings(matrix: Sequence[Sequence[int]], labelings: Sequence[Sequence[int]]) -> list[str]:
+    """``module_hash(matrix, labels)`` for each labeling of one pruned matrix."""
+    return [module_hash(matrix, labels) for labels in labelings]

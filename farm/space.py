@@ -1,0 +1,365 @@
+"""Enumeration and sampling of the NAS-Bench-101 cell space (``scripts/generate_graphs.py``).
+
+The original hashes every labeled graph (1,293,208 of them) and keeps the first one met for each
+hash, in the order V ascending, then matrix bits, then labelings (SPEC c.2). We produce the same
+list without hashing the duplicates:
+
+* Within the space, equal hashes <=> isomorphic labeled graphs (SPEC c.5), and an isomorphism
+  between two cells of V vertices fixes the input and the output and permutes the interior.
+* So the first labeled graph of a class is ``(M, L)`` where ``M`` has the smallest bits among the
+  upper-triangular relabelings of its graph ("bit-minimal"), and ``L`` is the lexicographically
+  smallest labeling in its orbit under the automorphisms of ``M``.
+* Both tests need only the (V-2)! interior permutations of each matrix, done with numpy; only the
+  423,624 representatives are hashed (in worker processes, merged in order).
+
+For spaces where the hash might collide for non-isomorphic graphs (edge limits above 9), the
+representatives are deduplicated by hash afterwards, keeping the first, which is again exactly what
+the original keeps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import NamedTuple
+
+import numpy as np
+
+from farm.hashing import INPUT_LABEL, OUTPUT_LABEL, hash_labelings
+
+NUM_OPS = 3
+# The limits the original space uses, and the largest space in which SPEC c.5 verified that equal
+# hashes mean isomorphic graphs (so representatives need no hash-based deduplication).
+DEFAULT_MAX_VERTICES = 7
+DEFAULT_MAX_EDGES = 9
+# 8 vertices would mean 2^28 matrices and 720 interior permutations each: out of reach here.
+SUPPORTED_MAX_VERTICES = 7
+
+
+class EnumeratedCell(NamedTuple):
+    """A canonical representative: pruned V x V matrix and labels (-1, op index, -2).
+
+    ``matrix`` and ``labels`` lists are shared between cells with the same matrix or labeling
+    (that keeps the full space at ~100 MiB): treat them as read-only, copy before mutating.
+    """
+
+    hash: str
+    matrix: list[list[int]]
+    labels: list[int]
+
+
+@dataclass(frozen=True)
+class MatrixClass:
+    """One bit-minimal matrix and the labelings (base-3 codes, ascending) that start a class."""
+
+    vertices: int
+    bits: int
+    codes: np.ndarray
+
+
+def edge_bit(x: int, y: int) -> int:
+    """Bit index of the edge x -> y (x < y) in the original's column-by-column encoding."""
+    return y * (y - 1) // 2 + x
+
+
+def matrix_from_bits(bits: int, vertices: int) -> list[list[int]]:
+    matrix = [[0] * vertices for _ in range(vertices)]
+    for y in range(1, vertices):
+        for x in range(y):
+            if bits >> edge_bit(x, y) & 1:
+                matrix[x][y] = 1
+    return matrix
+
+
+def _popcount(values: np.ndarray) -> np.ndarray:
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(values).astype(np.int64)
+    as_bytes = values.astype("<u8").view(np.uint8).reshape(len(values), 8)
+    table = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
+    return table[as_bytes].sum(axis=1)
+
+
+def full_dag_bits(vertices: int, max_edges: int) -> np.ndarray:
+    """Bit patterns (ascending) of the "full DAGs" with at most ``max_edges`` edges (SPEC a.4)."""
+    nbits = vertices * (vertices - 1) // 2
+    bits = np.arange(1 << nbits, dtype=np.uint64)
+    keep = _popcount(bits) <= max_edges
+    for v in range(vertices):
+        if v < vertices - 1:  # every vertex but the output has an out-edge
+            row = sum(1 << edge_bit(v, y) for y in range(v + 1, vertices))
+            keep &= (bits & np.uint64(row)) != 0
+        if v > 0:  # every vertex but the input has an in-edge
+            column = sum(1 << edge_bit(x, v) for x in range(v))
+            keep &= (bits & np.uint64(column)) != 0
+    return bits[keep].astype(np.int64)
+
+
+@cache
+def _interior_permutations(vertices: int) -> np.ndarray:
+    """All vertex maps that fix input and output, as rows ``perm[v] = image of v``."""
+    interior = range(1, vertices - 1)
+    rows = [(0, *p, vertices - 1) for p in itertools.permutations(interior)]
+    return np.array(rows, dtype=np.int64)
+
+
+@cache
+def _labelings(vertices: int) -> np.ndarray:
+    """Interior labelings in the original's order (first interior vertex most significant)."""
+    rows = list(itertools.product(range(NUM_OPS), repeat=vertices - 2))
+    return np.array(rows, dtype=np.int64).reshape(len(rows), vertices - 2)
+
+
+@cache
+def _permuted_codes(vertices: int) -> np.ndarray:
+    """codes[p, k]: base-3 code of labeling k moved by permutation p (shape perms x 3^(V-2))."""
+    perms = _interior_permutations(vertices)
+    labelings = _labelings(vertices)
+    weights = NUM_OPS ** np.arange(vertices - 3, -1, -1, dtype=np.int64)
+    codes = np.empty((len(perms), len(labelings)), dtype=np.int64)
+    for p, perm in enumerate(perms):
+        # The image graph puts the label of vertex i on vertex perm[i]: new[perm[i]] = old[i].
+        inverse = np.argsort(perm)
+        moved = labelings[:, inverse[1:-1] - 1]
+        codes[p] = moved @ weights
+    return codes
+
+
+def matrix_classes(vertices: int, max_edges: int) -> list[MatrixClass]:
+    """The bit-minimal full DAGs of one size, in bit order, each with its class-starting labelings."""
+    dags = full_dag_bits(vertices, max_edges)
+    if len(dags) == 0:
+        return []
+    if vertices == 2:
+        return [MatrixClass(2, int(b), np.zeros(1, dtype=np.int64)) for b in dags]
+    positions = [(x, y) for y in range(1, vertices) for x in range(y)]
+    edges = ((dags[:, None] >> np.arange(len(positions))) & 1).astype(bool)  # (n, nbits)
+    perms = _interior_permutations(vertices)
+    is_minimal = np.ones(len(dags), dtype=bool)
+    automorphic = np.zeros((len(dags), len(perms)), dtype=bool)
+    for p, perm in enumerate(perms):
+        image = [(int(perm[x]), int(perm[y])) for x, y in positions]
+        backwards = np.array([a > b for a, b in image])
+        weights = np.array([0 if a > b else 1 << edge_bit(a, b) for a, b in image], dtype=np.int64)
+        upper = ~(edges & backwards).any(axis=1)
+        new_bits = edges.astype(np.int64) @ weights
+        is_minimal &= ~(upper & (new_bits < dags))
+        automorphic[:, p] = upper & (new_bits == dags)
+    codes = _permuted_codes(vertices)
+    identity = np.arange(codes.shape[1], dtype=np.int64)
+    classes = []
+    for i in np.flatnonzero(is_minimal):
+        auts = np.flatnonzero(automorphic[i])
+        # A labeling starts a class iff no automorphism maps it to a smaller one.
+        first = (codes[auts] >= identity).all(axis=0)
+        classes.append(MatrixClass(vertices, int(dags[i]), identity[first]))
+    return classes
+
+
+def _check_limits(max_vertices: int, max_edges: int) -> None:
+    if not 1 <= max_vertices <= SUPPORTED_MAX_VERTICES:
+        raise ValueError(f"max_vertices must be between 1 and {SUPPORTED_MAX_VERTICES}, got {max_vertices}")
+    if max_edges < 0:
+        raise ValueError(f"max_edges must be >= 0, got {max_edges}")
+
+
+def _verified_space(max_vertices: int, max_edges: int) -> bool:
+    """Inside the original space, distinct classes have distinct hashes (SPEC c.5)."""
+    return max_vertices <= DEFAULT_MAX_VERTICES and max_edges <= DEFAULT_MAX_EDGES
+
+
+def all_matrix_classes(max_vertices: int, max_edges: int) -> list[MatrixClass]:
+    _check_limits(max_vertices, max_edges)
+    return [mc for v in range(2, max_vertices + 1) for mc in matrix_classes(v, max_edges)]
+
+
+@cache
+def _shared_labels(vertices: int) -> tuple[list[int], ...]:
+    return tuple([INPUT_LABEL, *map(int, row), OUTPUT_LABEL] for row in _labelings(vertices))
+
+
+def _labels_of(vertices: int, code: int) -> list[int]:
+    return _shared_labels(vertices)[code]
+
+
+def _hash_class(mc: MatrixClass) -> list[str]:
+    matrix = matrix_from_bits(mc.bits, mc.vertices)
+    labelings = [_labels_of(mc.vertices, int(c)) for c in mc.codes]
+    return hash_labelings(matrix, labelings)
+
+
+def _hash_chunk(chunk: list[MatrixClass]) -> list[list[str]]:
+    return [_hash_class(mc) for mc in chunk]
+
+
+def _chunks(items: list[MatrixClass], target_cells: int) -> Iterator[list[MatrixClass]]:
+    chunk: list[MatrixClass] = []
+    size = 0
+    for item in items:
+        chunk.append(item)
+        size += len(item.codes)
+        if size >= target_cells:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _hashed_classes(
+    classes: list[MatrixClass], workers: int, tick: Callable[[int], None]
+) -> Iterator[tuple[MatrixClass, list[str]]]:
+    """(class, hashes of its labelings), in input order; hashing spread over processes."""
+    total = sum(len(mc.codes) for mc in classes)
+    if workers <= 1 or total < 20_000:
+        for mc in classes:
+            hashes = _hash_class(mc)
+            tick(len(hashes))
+            yield mc, hashes
+        return
+    import multiprocessing
+
+    # Small chunks keep the ordered merge flowing and the progress bar honest.
+    chunks = list(_chunks(classes, target_cells=max(500, total // (workers * 40))))
+    # fork: the children only need this module's functions and the chunks (no re-import cost).
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    with multiprocessing.get_context(method).Pool(workers) as pool:
+        for chunk, results in zip(chunks, pool.imap(_hash_chunk, chunks), strict=True):
+            for mc, hashes in zip(chunk, results, strict=True):
+                tick(len(hashes))
+                yield mc, hashes
+
+
+def enumerate_cells(
+    max_vertices: int = DEFAULT_MAX_VERTICES,
+    max_edges: int = DEFAULT_MAX_EDGES,
+    *,
+    progress: bool = False,
+    workers: int | None = None,
+) -> list[EnumeratedCell]:
+    """Every unique cell with the original's canonical representative, in its discovery order.
+
+    ``workers``: processes used for hashing (default: the CPUs this process may use).
+    """
+    classes = all_matrix_classes(max_vertices, max_edges)
+    total = sum(len(mc.codes) for mc in classes)
+    bar = _progress_bar(total, progress)
+    tick = bar.update if bar is not None else (lambda n: None)
+    seen: set[str] = set()
+    dedupe = not _verified_space(max_vertices, max_edges)
+    cells: list[EnumeratedCell] = []
+    try:
+        for mc, hashes in _hashed_classes(classes, workers or _default_workers(), tick):
+            matrix = matrix_from_bits(mc.bits, mc.vertices)
+            for code, digest in zip(mc.codes.tolist(), hashes, strict=True):
+                if dedupe:
+                    if digest in seen:
+                        continue
+                    seen.add(digest)
+                cells.append(EnumeratedCell(digest, matrix, _labels_of(mc.vertices, code)))
+    finally:
+        if bar is not None:
+            bar.close()
+    return cells
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="cell", desc="hashing", leave=False)
+
+
+def count_cells(max_vertices: int = DEFAULT_MAX_VERTICES, max_edges: int = DEFAULT_MAX_EDGES) -> int:
+    """Number of unique cells, without hashing (exact inside the original space)."""
+    return sum(len(mc.codes) for mc in all_matrix_classes(max_vertices, max_edges))
+
+
+def sample_cells(
+    n: int,
+    seed: int,
+    *,
+    max_vertices: int = DEFAULT_MAX_VERTICES,
+    max_edges: int = DEFAULT_MAX_EDGES,
+) -> list[EnumeratedCell]:
+    """A deterministic uniform sample of ``n`` distinct cells, in the sample's (random) order.
+
+    Same (n, seed, limits) -> same cells, on any machine: indices come from ``random.Random(seed)``
+    over the enumeration order. Only the sampled cells are hashed.
+    """
+    if not _verified_space(max_vertices, max_edges):
+        population = enumerate_cells(max_vertices, max_edges)
+        if not 0 <= n <= len(population):
+            raise ValueError(f"cannot sample {n} cells from a space of {len(population)}")
+        return random.Random(seed).sample(population, n)
+    classes = all_matrix_classes(max_vertices, max_edges)
+    offsets = np.cumsum([0] + [len(mc.codes) for mc in classes])
+    total = int(offsets[-1])
+    if not 0 <= n <= total:
+        raise ValueError(f"cannot sample {n} cells from a space of {total}")
+    cells = []
+    for index in random.Random(seed).sample(range(total), n):
+        i = int(np.searchsorted(offsets, index, side="right")) - 1
+        mc = classes[i]
+        labels = _labels_of(mc.vertices, int(mc.codes[index - offsets[i]]))
+        matrix = matrix_from_bits(mc.bits, mc.vertices)
+        cells.append(EnumeratedCell(hash_labelings(matrix, [labels])[0], matrix, labels))
+    return cells
+
+
+def counts_by_vertices(cells: list[EnumeratedCell]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for cell in cells:
+        counts[len(cell.labels)] = counts.get(len(cell.labels), 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def sorted_hashes_sha256(cells: list[EnumeratedCell]) -> str:
+    """SHA-256 of the sorted hashes joined by newlines, no trailing newline (SPEC c.3)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(c.hash for c in cells)).encode("ascii")).hexdigest()
+
+
+def iter_original_json(cells: list[EnumeratedCell]) -> Iterator[str]:
+    """The original enumerator's output file, in pieces: ``json.dump({hash: [matrix, labels]},
+    sort_keys=True)`` with default separators and no trailing newline (SPEC c.2 step 4)."""
+    import json
+
+    yield "{"
+    for i, cell in enumerate(sorted(cells, key=lambda c: c.hash)):
+        prefix = ", " if i else ""
+        yield f'{prefix}"{cell.hash}": {json.dumps([cell.matrix, cell.labels])}'
+    yield "}"
+
+
+def original_json_sha256(cells: list[EnumeratedCell]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for piece in iter_original_json(cells):
+        digest.update(piece.encode("ascii"))
+    return digest.hexdigest()
+
+
+__all__ = [
+    "EnumeratedCell",
+    "count_cells",
+    "counts_by_vertices",
+    "enumerate_cells",
+    "iter_original_json",
+    "matrix_from_bits",
+    "original_json_sha256",
+    "sample_cells",
+    "sorted_hashes_sha256",
+]
