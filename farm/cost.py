@@ -77,12 +77,13 @@ def _final_channels(config: TrainConfig) -> int:
     return config.stem_channels * 2 ** (config.num_stacks - 1)
 
 
-def _module_cost(
+def module_cost(
     rows: tuple[tuple[int, ...], ...], kernels: tuple[int, ...], c_in: int, c_out: int
 ) -> tuple[int, int]:
-    """(trainable parameters, multiply-adds per output pixel) of one module.
+    """(trainable parameters, multiply-adds per output pixel) of one module (SPEC d.6).
 
-    Every conv is conv-BN-ReLU: k*k*cin*cout weights + 2*cout BN (gamma, beta); no conv bias.
+    ``rows`` is the pruned matrix, ``kernels[v]`` the kernel size of vertex v's op (3, 1, or 0
+    for max-pool and for the input/output). Every conv is conv-BN-ReLU: k*k*cin*cout weights + 2*cout BN (gamma, beta); no conv bias.
     """
     n = len(rows)
     last = n - 1
@@ -114,7 +115,7 @@ def _network_cost(
     params = 9 * IMAGE_CHANNELS * stem + 2 * stem
     macs = 9 * IMAGE_CHANNELS * stem * IMAGE_SIZE * IMAGE_SIZE
     for c_in, c_out, size in _stage_plan(config):
-        p, m = _module_cost(rows, kernels, c_in, c_out)
+        p, m = module_cost(rows, kernels, c_in, c_out)
         params += p
         macs += m * size * size
     head_in = _final_channels(config)

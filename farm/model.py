@@ -37,6 +37,8 @@ from farm.spec import CONV1X1, CONV3X3, MAXPOOL3X3, Cell
 # truncated at +-2, so that the truncated draw has variance scale/fan_in (SPEC d.2).
 TRUNCATED_NORMAL_STD_CORRECTION = 0.87962566103423978
 
+Device = torch.device | str | None
+
 
 class ShardedBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm whose training-mode statistics come from shards of ``shard_size`` images.
@@ -50,8 +52,11 @@ class ShardedBatchNorm2d(nn.BatchNorm2d):
     was replica 0's, i.e. the first shard's.
     """
 
-    def __init__(self, num_features: int, *, shard_size: int, momentum: float, eps: float):
-        super().__init__(num_features, eps=eps, momentum=momentum)
+    def __init__(
+        self, num_features: int, *, shard_size: int, momentum: float, eps: float,
+        device: Device = None,
+    ):
+        super().__init__(num_features, eps=eps, momentum=momentum, device=device)
         self.shard_size = shard_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,25 +100,40 @@ def update_running_stats_from(num_shards: int) -> int:
     return 0
 
 
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d without PyTorch's default (kaiming-uniform) init: :func:`initialize` sets the
+    weights, so drawing them twice would only cost time (a lot of it when counting thousands of
+    networks on the meta device)."""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
 class ConvBnRelu(nn.Module):
     """conv (k x k, stride 1, SAME, no bias) -> BatchNorm -> ReLU (SPEC d.2)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, config: TrainConfig):
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, config: TrainConfig, device: Device = None
+    ):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False)
+        self.conv = Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False, device=device)
         self.bn = ShardedBatchNorm2d(
-            c_out, shard_size=config.bn_shard_size, momentum=config.bn_momentum, eps=config.bn_eps
+            c_out,
+            shard_size=config.bn_shard_size,
+            momentum=config.bn_momentum,
+            eps=config.bn_eps,
+            device=device,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x)), inplace=True)
 
 
-def _make_op(op: str, channels: int, config: TrainConfig) -> nn.Module:
+def _make_op(op: str, channels: int, config: TrainConfig, device: Device) -> nn.Module:
     if op == CONV3X3:
-        return ConvBnRelu(channels, channels, 3, config)
+        return ConvBnRelu(channels, channels, 3, config, device)
     if op == CONV1X1:
-        return ConvBnRelu(channels, channels, 1, config)
+        return ConvBnRelu(channels, channels, 1, config, device)
     if op == MAXPOOL3X3:
         # Stride 1, SAME: PyTorch pads with -inf, so padding never wins the max, as in TF.
         return nn.MaxPool2d(3, stride=1, padding=1)
@@ -134,7 +154,7 @@ class Module(nn.Module):
 
     def __init__(
         self, matrix: Sequence[Sequence[int]], ops: Sequence[str], c_in: int, c_out: int,
-        config: TrainConfig,
+        config: TrainConfig, device: Device = None,
     ):
         super().__init__()
         rows = [[int(x) for x in r] for r in matrix]
@@ -148,14 +168,14 @@ class Module(nn.Module):
         # the output projection): the initializer draws in registration order.
         self.vertices = nn.ModuleList(
             Vertex(
-                ConvBnRelu(c_in, self.channels[t], 1, config) if rows[0][t] else None,
-                _make_op(ops[t], self.channels[t], config),
+                ConvBnRelu(c_in, self.channels[t], 1, config, device) if rows[0][t] else None,
+                _make_op(ops[t], self.channels[t], config, device),
             )
             for t in range(1, last)
         )
         # Input->output: a projection to c_out, added to the concatenation (or the whole output
         # of a 2-vertex cell).
-        self.projection = ConvBnRelu(c_in, c_out, 1, config) if rows[0][last] else None
+        self.projection = ConvBnRelu(c_in, c_out, 1, config, device) if rows[0][last] else None
 
     def _truncate(self, x: torch.Tensor, channels: int) -> torch.Tensor:
         """The first ``channels`` channels (SPEC d.4: sources have at most one extra)."""
@@ -185,12 +205,12 @@ class Module(nn.Module):
 class Network(nn.Module):
     """stem -> stacks of modules with 2x2 max-pool downsampling -> global average pool -> dense."""
 
-    def __init__(self, cell: Cell, config: TrainConfig):
+    def __init__(self, cell: Cell, config: TrainConfig, device: Device = None):
         super().__init__()
         matrix = cell.matrix.tolist()
         ops = list(cell.ops)
         c = config.stem_channels
-        self.stem = ConvBnRelu(IMAGE_CHANNELS, c, 3, config)
+        self.stem = ConvBnRelu(IMAGE_CHANNELS, c, 3, config, device)
         c_prev = c
         for stack in range(config.num_stacks):
             c_stack = c * 2**stack
@@ -198,11 +218,11 @@ class Network(nn.Module):
             if stack > 0:
                 layers["downsample"] = nn.MaxPool2d(2, stride=2)
             for m in range(config.modules_per_stack):
-                layers[f"module{m}"] = Module(matrix, ops, c_prev, c_stack, config)
+                layers[f"module{m}"] = Module(matrix, ops, c_prev, c_stack, config, device)
                 c_prev = c_stack
             self.add_module(f"stack{stack}", nn.Sequential(layers))
         self.num_stacks = config.num_stacks
-        self.dense = nn.Linear(c_prev, config.num_labels)
+        self.dense = nn.Linear(c_prev, config.num_labels, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -264,5 +284,4 @@ def count_parameters(network: nn.Module) -> int:
 
 def meta_parameter_count(cell: Cell, config: TrainConfig) -> int:
     """Parameters counted from the real module, built on the meta device (no memory, no init)."""
-    with torch.device("meta"):
-        return count_parameters(Network(cell, config))
+    return count_parameters(Network(cell, config, device="meta"))
