@@ -1,0 +1,254 @@
+"""The NASBench-style API: the original's semantics (SPEC g) over a tfrecord in the published layout.
+
+The fixture holds the README Inception cell (stored, as in the published data, under its canonical
+representative) with the three published 108-epoch repeats of SPEC h -- the numbers the official
+notebook and Google's unified_functional_hashing testdata show -- plus a cell whose campaign is
+unfinished (2 of 3 repeats).
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from farm.api import CellNotFinishedError, ModelSpec, NASBench, OutOfDomainError
+from farm.nb101_proto import EvaluationData, ModelMetrics
+from farm.records import BenchmarkRecord, write_file
+
+C3, C1, MP = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
+INCEPTION_HASH = "28cfc7874f6d200472e1a9dcd8650aa0"
+README_MATRIX = [
+    [0, 1, 1, 1, 0, 1, 0],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 1, 0, 0],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 0, 0],
+]
+README_OPS = ["input", C1, C3, C3, C3, MP, "output"]
+CANONICAL_MATRIX = [
+    [0, 1, 1, 1, 1, 0, 0],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 1, 0],
+    [0, 0, 0, 0, 0, 0, 1],
+    [0, 0, 0, 0, 0, 0, 0],
+]
+CANONICAL_OPS = ["input", C3, C1, MP, C3, C3, "output"]
+# SPEC h, 108 epochs: (final train, valid, test, time, halfway train, valid, test, time)
+PUBLISHED_108 = [
+    (1.0, 0.9376001358032227, 0.9311898946762085, 1155.85302734375,
+     0.875901460647583, 0.825120210647583, 0.8106971383094788, 577.0859985351562),
+    (1.0, 0.9378004670143127, 0.932692289352417, 1157.675048828125,
+     0.8650841116905212, 0.8104968070983887, 0.796875, 577.8309936523438),
+    (1.0, 0.9336938858032227, 0.9286859035491943, 1154.361083984375,
+     0.8786057829856873, 0.8225160241127014, 0.8215144276618958, 575.739013671875),
+]
+RESNET_MATRIX = [[0, 1, 0, 1], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]]
+RESNET_OPS = ["input", C3, C3, "output"]
+RESNET_HASH = "b5fb4f6193360330b6ff6a52cbf0cad7"
+
+
+def _raw(matrix: list[list[int]]) -> str:
+    return "".join(str(x) for row in matrix for x in row)
+
+
+def _record(module_hash, epochs, matrix, ops, params, values) -> BenchmarkRecord:
+    ft, fv, fte, ftime, ht, hv, hte, htime = values
+    evaluations = (
+        EvaluationData(0.0, 0.0, 0.1, 0.1, 0.1),
+        EvaluationData(epochs / 2, htime, ht, hv, hte),
+        EvaluationData(float(epochs), ftime, ft, fv, fte),
+    )
+    return BenchmarkRecord(
+        module_hash, epochs, _raw(matrix), ",".join(ops), ModelMetrics(evaluations, params, ftime + 60)
+    )
+
+
+def fixture_records() -> list[BenchmarkRecord]:
+    records = [
+        _record(INCEPTION_HASH, 108, CANONICAL_MATRIX, CANONICAL_OPS, 2694282, v) for v in PUBLISHED_108
+    ]
+    # Lower budgets: SPEC h gives final test accuracy and time; the other fields are placeholders.
+    for epochs, tests, times in [
+        (36, (0.91306, 0.91466, 0.90174), (397.8, 396.6, 396.6)),
+        (12, (0.77414, 0.82171, 0.80679), (150.1, 146.2, 148.1)),
+        (4, (0.51863, 0.52534, 0.55048), (71.7, 68.0, 68.1)),
+    ]:
+        for test, time in zip(tests, times, strict=True):
+            values = (0.9, test + 0.005, test, time, 0.5, 0.5, 0.5, time / 2)
+            records.append(_record(INCEPTION_HASH, epochs, CANONICAL_MATRIX, CANONICAL_OPS, 2694282, values))
+    for repeat in range(2):  # unfinished: 2 of 3 repeats at 108, none at the other budgets
+        values = (1.0, 0.92 + repeat / 100, 0.91, 800.0, 0.8, 0.8, 0.8, 400.0)
+        records.append(_record(RESNET_HASH, 108, RESNET_MATRIX, RESNET_OPS, 5000000, values))
+    return records
+
+
+@pytest.fixture(scope="module")
+def tfrecord_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("api") / "fixture.tfrecord"
+    write_file(path, fixture_records())
+    return path
+
+
+@pytest.fixture
+def bench(tfrecord_path) -> NASBench:
+    return NASBench(tfrecord_path, seed=0)
+
+
+def test_model_spec_prunes_and_hashes_like_the_original() -> None:
+    # SPEC a.2 pruning example: 7 raw vertices, a 4-vertex chain after pruning.
+    matrix = np.zeros((7, 7), dtype=int)
+    for i, j in [(0, 1), (0, 2), (1, 3), (3, 6), (4, 5), (5, 6)]:
+        matrix[i, j] = 1
+    spec = ModelSpec(matrix, ["input", C3, MP, C1, C3, MP, "output"])
+    assert spec.valid_spec
+    assert spec.matrix.tolist() == [[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]]
+    assert spec.ops == ["input", C3, C1, "output"]
+    assert spec.original_matrix.tolist() == matrix.tolist()
+    assert spec.hash_spec() == "96794a104891b22bf4f2abbdd7c3e90f"
+    assert ModelSpec(README_MATRIX, README_OPS).hash_spec() == INCEPTION_HASH
+    disconnected = ModelSpec([[0, 0], [0, 0]], ["input", "output"])
+    assert not disconnected.valid_spec and disconnected.matrix is None
+    assert not ModelSpec([[0]], ["input"]).valid_spec
+    with pytest.raises(ValueError, match="square"):
+        ModelSpec([[0, 1]], ["input", "output"])
+    with pytest.raises(ValueError, match="length of ops"):
+        ModelSpec([[0, 1], [0, 0]], ["input"])
+    with pytest.raises(ValueError, match="upper triangular"):
+        ModelSpec([[0, 1], [1, 0]], ["input", "output"])
+
+
+def test_query_returns_canonical_representative_and_a_published_repeat(bench) -> None:
+    data = bench.query(ModelSpec(README_MATRIX, README_OPS))
+    assert data["module_adjacency"].tolist() == CANONICAL_MATRIX
+    assert data["module_adjacency"].dtype == np.int8
+    assert data["module_operations"] == CANONICAL_OPS
+    assert data["trainable_parameters"] == 2694282
+    keys = ("train_accuracy", "validation_accuracy", "test_accuracy", "training_time")
+    sampled = tuple(data[k] for k in keys)
+    assert sampled in [tuple(v[:4]) for v in PUBLISHED_108]
+
+
+def test_query_samples_repeats_with_its_own_seeded_generator(tfrecord_path) -> None:
+    spec = ModelSpec(README_MATRIX, README_OPS)
+    random.seed(12345)
+    global_state = random.getstate()
+    first, second = NASBench(tfrecord_path, seed=7), NASBench(tfrecord_path, seed=7)
+    runs = [[b.query(spec)["validation_accuracy"] for _ in range(60)] for b in (first, second)]
+    assert runs[0] == runs[1]
+    assert random.getstate() == global_state  # the global generator is never touched
+    assert set(runs[0]) == {v[1] for v in PUBLISHED_108}  # every repeat gets drawn
+    twin = first.with_seed(7)
+    assert [twin.query(spec)["validation_accuracy"] for _ in range(60)] == runs[0]
+    other = NASBench(tfrecord_path, seed=8)
+    assert [other.query(spec)["validation_accuracy"] for _ in range(60)] != runs[0]
+
+
+def test_budget_counters(bench) -> None:
+    spec = ModelSpec(README_MATRIX, README_OPS)
+    times = [bench.query(spec)["training_time"] for _ in range(5)]
+    times += [bench.query(spec, epochs=36)["training_time"]]
+    spent, epochs = bench.get_budget_counters()
+    assert spent == pytest.approx(sum(times), rel=1e-12)
+    assert epochs == 5 * 108 + 36
+    bench.reset_budget_counters()
+    assert bench.get_budget_counters() == (0.0, 0)
+
+
+def test_stop_halfway_uses_halfway_metrics_and_half_the_epochs(bench) -> None:
+    spec = ModelSpec(README_MATRIX, README_OPS)
+    data = bench.query(spec, stop_halfway=True)
+    halfway = {v[7]: v[4:7] for v in PUBLISHED_108}
+    assert data["training_time"] in halfway
+    assert (data["train_accuracy"], data["validation_accuracy"], data["test_accuracy"]) == halfway[
+        data["training_time"]
+    ]
+    assert bench.get_budget_counters() == (data["training_time"], 54)
+
+
+@pytest.mark.parametrize(
+    "matrix, ops",
+    [
+        ([[0, 0], [0, 0]], ["input", "output"]),  # disconnected
+        (np.eye(8, k=1, dtype=int), ["input"] + [C3] * 6 + ["output"]),  # 8 vertices
+        (np.triu(np.ones((6, 6), dtype=int), 1), ["input", C3, C3, C3, C3, "output"]),  # 15 edges
+        ([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["input", "conv5x5", "output"]),
+        ([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["output", C3, "input"]),
+    ],
+)
+def test_out_of_domain_specs(bench, matrix, ops) -> None:
+    spec = ModelSpec(matrix, ops)
+    assert not bench.is_valid(spec)
+    with pytest.raises(OutOfDomainError):
+        bench.query(spec)
+    with pytest.raises(OutOfDomainError):
+        bench.get_metrics_from_spec(spec)
+    assert bench.get_budget_counters() == (0.0, 0)
+
+
+def test_unknown_epochs_is_out_of_domain(bench) -> None:
+    assert bench.valid_epochs == {4, 12, 36, 108}
+    with pytest.raises(OutOfDomainError, match="epochs"):
+        bench.query(ModelSpec(README_MATRIX, README_OPS), epochs=100)
+
+
+def test_unfinished_and_absent_cells_raise_a_clear_error(bench) -> None:
+    resnet = ModelSpec(RESNET_MATRIX, RESNET_OPS)
+    assert bench.is_valid(resnet)
+    with pytest.raises(CellNotFinishedError, match="2 of 3 repeats at 108 epochs") as info:
+        bench.query(resnet)
+    assert isinstance(info.value, KeyError)
+    with pytest.raises(CellNotFinishedError, match="0 of 3 repeats at 36 epochs"):
+        bench.query(resnet, epochs=36)
+    absent = ModelSpec([[0, 1], [0, 0]], ["input", "output"])
+    assert bench.is_valid(absent)
+    with pytest.raises(CellNotFinishedError, match="043721b9c7fe8c5fad811d47d83132ec"):
+        bench.query(absent)
+    assert bench.get_budget_counters() == (0.0, 0)
+
+
+def test_metrics_by_hash_and_spec_are_copies_in_file_order(bench) -> None:
+    fixed, computed = bench.get_metrics_from_hash(INCEPTION_HASH)
+    assert fixed["trainable_parameters"] == 2694282
+    assert sorted(computed) == [4, 12, 36, 108]
+    assert [r["final_validation_accuracy"] for r in computed[108]] == [v[1] for v in PUBLISHED_108]
+    assert [r["halfway_training_time"] for r in computed[108]] == [v[7] for v in PUBLISHED_108]
+    assert set(computed[108][0]) == {
+        f"{p}_{k}" for p in ("halfway", "final")
+        for k in ("training_time", "train_accuracy", "validation_accuracy", "test_accuracy")
+    }
+    computed[108][0]["final_test_accuracy"] = -1.0
+    fixed["module_adjacency"][0, 1] = 0
+    assert _as_lists(bench.get_metrics_from_spec(ModelSpec(README_MATRIX, README_OPS))) == _as_lists(
+        bench.get_metrics_from_hash(INCEPTION_HASH)
+    )
+    again_fixed, again = bench.get_metrics_from_hash(INCEPTION_HASH)
+    assert again[108][0]["final_test_accuracy"] == PUBLISHED_108[0][2]
+    assert again_fixed["module_adjacency"].tolist() == CANONICAL_MATRIX
+    assert sorted(bench.hash_iterator()) == sorted([INCEPTION_HASH, RESNET_HASH])
+    assert bench.get_budget_counters() == (0.0, 0)
+    assert bench.fixed_statistics[INCEPTION_HASH]["module_operations"] == CANONICAL_OPS
+    assert len(bench.computed_statistics[RESNET_HASH][108]) == 2
+
+
+@pytest.mark.parametrize("suffix", [".tfrecord", ".jsonl", ".parquet"])
+def test_round_trip_write_read_gives_identical_metrics(tmp_path, suffix) -> None:
+    records = fixture_records()
+    from_records = NASBench(records)
+    path = tmp_path / f"export{suffix}"
+    write_file(path, records)
+    from_file = NASBench(path)
+    for module_hash in from_records.hash_iterator():
+        assert _as_lists(from_file.get_metrics_from_hash(module_hash)) == _as_lists(
+            from_records.get_metrics_from_hash(module_hash)
+        )
+
+
+def _as_lists(metrics):
+    fixed, computed = metrics
+    return {**fixed, "module_adjacency": fixed["module_adjacency"].tolist()}, computed
