@@ -73,6 +73,9 @@ SMOKE = replace(
     modules_per_stack=1,
     batch_size=32,
     bn_shard_size=16,
+    # A smoke run lasts tens of steps, so TF's 0.997 moving-average decay would leave the running
+    # BN statistics near their initial values and eval-mode accuracy at chance: track them faster.
+    bn_momentum=0.1,
     train_images=512,
     eval_images=256,
 )
