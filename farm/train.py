@@ -159,6 +159,19 @@ def state_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def evaluation_schedule(epochs: int, config: TrainConfig = NB101) -> list[tuple[float, int]]:
+    """(nominal epoch, recorded training steps) of each evaluation, as the original records them.
+
+    The first is (0.0, 0): it runs after the zero-LR first update. Then one per intermediate
+    fraction f at int(f * E * images / batch) steps, and the final one at the total step count.
+    """
+    schedule = [(0.0, 0)]
+    for fraction in (*config.intermediate_evaluations, 1.0):
+        nominal = fraction * epochs
+        schedule.append((float(nominal), config.total_steps(nominal)))
+    return schedule
+
+
 def _fraction(value: float) -> Fraction:
     return Fraction(value).limit_denominator(1_000_000)
 
@@ -233,12 +246,7 @@ class _Run:
 
     def _evaluation_points(self) -> dict[int, float]:
         """Global step -> nominal epoch of the evaluations after step 1 (halfway..., final)."""
-        config, epochs = self.config, self.job.epochs
-        points: dict[int, float] = {}
-        for fraction in (*config.intermediate_evaluations, 1.0):
-            nominal = fraction * epochs
-            points[config.total_steps(nominal)] = float(nominal)
-        return points
+        return {steps: epoch for epoch, steps in evaluation_schedule(self.job.epochs, self.config)[1:]}
 
     def epoch_at(self, step: int) -> float:
         return float(step / self.steps_per_epoch)
