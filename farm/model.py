@@ -231,6 +231,22 @@ class Network(nn.Module):
         return self.dense(x.mean(dim=(2, 3)))
 
 
+def truncated_normal(
+    shape: Sequence[int], std: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """N(0, std^2) truncated at +-2 std, CPU float32, as TF's truncated_normal: every draw that
+    falls outside is redrawn (only those, so the cost stays near one normal draw)."""
+    out = torch.empty(tuple(shape), dtype=torch.float32)
+    flat = out.view(-1)
+    flat.normal_(0.0, std, generator=generator)
+    bound = 2.0 * std
+    redo = (flat.abs() > bound).nonzero().squeeze(1)
+    while redo.numel():
+        flat[redo] = torch.empty(redo.numel()).normal_(0.0, std, generator=generator)
+        redo = redo[flat[redo].abs() > bound]
+    return out
+
+
 def initialize(network: nn.Module, generator: torch.Generator | None = None) -> None:
     """The original's initialization, drawn on the CPU from ``generator`` in module order.
 
@@ -246,9 +262,7 @@ def initialize(network: nn.Module, generator: torch.Generator | None = None) -> 
                 fan_in = weight.shape[1] * weight.shape[2] * weight.shape[3]
                 std = math.sqrt(1.0 / fan_in) / TRUNCATED_NORMAL_STD_CORRECTION
                 if not weight.is_meta:
-                    draw = torch.empty(weight.shape, dtype=torch.float32)
-                    nn.init.trunc_normal_(draw, 0.0, std, -2 * std, 2 * std, generator=generator)
-                    weight.copy_(draw)
+                    weight.copy_(truncated_normal(weight.shape, std, generator))
             elif isinstance(module, nn.Linear):
                 fan_out, fan_in = module.weight.shape
                 limit = math.sqrt(6.0 / (fan_in + fan_out))
