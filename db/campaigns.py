@@ -1,0 +1,379 @@
+"""Campaigns: a set of cells x epoch budgets x repeats + one training profile, as queued jobs.
+
+``create_campaign`` stores the cells (shared by all campaigns, with their NAS-Bench-101 parameter
+count and FLOPs) and enqueues every (cell, epochs, repeat) job in ONE transaction: a campaign
+exists with all of its jobs or not at all. Creating it again adds nothing; creating it again with
+more cells adds only the new cells' jobs. On PostgreSQL the rows go in with COPY (the full space,
+5,083,488 jobs, in well under a minute); on SQLite with executemany in the same transaction.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from db.engine import read_connection, redact
+from db.errors import CampaignConflict, UnknownCampaign, translating
+
+ORDERS = ("shuffled", "cheap-first", "as-given")
+DEFAULT_EPOCHS = (4, 12, 36, 108)
+_OPS_BY_LABEL = {0: "conv3x3-bn-relu", 1: "conv1x1-bn-relu", 2: "maxpool3x3"}
+_SEED_MODULUS = 2**31
+
+
+@dataclass(frozen=True)
+class CellRow:
+    hash: str
+    matrix: list[list[int]]
+    ops: list[str]
+    labels: list[int]
+
+
+def _cell_row(cell: Any) -> CellRow:
+    """Accept a ``farm.spec.Cell`` or a ``farm.space.EnumeratedCell`` (hash, matrix, labels)."""
+    labels = getattr(cell, "labels", None)
+    if labels is not None and not callable(labels) and hasattr(cell, "matrix"):
+        matrix = cell.matrix.tolist() if hasattr(cell.matrix, "tolist") else cell.matrix
+        labels = list(labels)
+        if hasattr(cell, "ops"):
+            ops = list(cell.ops)
+        else:
+            ops = ["input"] + [_OPS_BY_LABEL[int(x)] for x in labels[1:-1]] + ["output"]
+        return CellRow(str(cell.hash), [[int(x) for x in row] for row in matrix], ops, labels)
+    raise TypeError(f"not a cell: {cell!r}")
+
+
+def job_seed(campaign_seed: int, cell_hash: str, repeat: int) -> int:
+    """The training seed of a job: fixed by (campaign seed, cell, repeat).
+
+    The same repeat of a cell starts from the same seed at every epoch budget, so budgets differ
+    only in their length; different repeats and cells get unrelated seeds.
+    """
+    return (int(cell_hash[:8], 16) + 1_000_003 * repeat + 2_654_435_761 * campaign_seed) % _SEED_MODULUS
+
+
+def _cost(row: CellRow) -> tuple[int | None, int | None]:
+    """(trainable parameters, FLOPs) of the cell under the NB101 profile, if farm.cost is there."""
+    try:
+        from farm.cost import cost_from_labels
+    except ImportError:
+        return None, None
+    params, flops = cost_from_labels(row.matrix, row.labels)
+    return int(params), int(flops)
+
+
+def _validate(name: str, epochs: Sequence[int], repeats: int, order: str, max_attempts: int) -> None:
+    if not name or len(name) > 200:
+        raise ValueError("a campaign name must have 1 to 200 characters")
+    if not epochs or any(int(e) <= 0 for e in epochs) or len(set(epochs)) != len(epochs):
+        raise ValueError(f"epoch budgets must be distinct positive integers, got {list(epochs)}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+
+
+def _campaign_dict(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "profile_name": row.profile_name,
+        "profile": json.loads(row.profile),
+        "epochs": json.loads(row.epochs),
+        "repeats": row.repeats,
+        "seed": row.seed,
+        "order": row.job_order,
+        "max_attempts": row.max_attempts,
+        "created_at": row.created_at,
+    }
+
+
+def create_campaign(
+    engine: sa.Engine,
+    name: str,
+    cells: Iterable[Any],
+    *,
+    epochs: Sequence[int] = DEFAULT_EPOCHS,
+    repeats: int = 3,
+    profile: dict[str, Any],
+    seed: int = 0,
+    order: str = "shuffled",
+    progress: bool = False,
+    max_attempts: int = 3,
+) -> dict[str, Any]:
+    """Create (or complete) campaign ``name`` and enqueue its jobs; returns the campaign as a dict
+    plus ``created`` (bool), ``cells_added`` and ``jobs_added``.
+
+    Raises :class:`CampaignConflict` when ``name`` exists with other settings.
+    """
+    epochs = [int(e) for e in epochs]
+    _validate(name, epochs, repeats, order, max_attempts)
+    rows: dict[str, CellRow] = {}
+    for cell in cells:
+        row = _cell_row(cell)
+        rows.setdefault(row.hash, row)  # the first occurrence fixes the as-given order
+    settings = {
+        "profile_name": str(profile.get("name", "custom")),
+        "profile": json.dumps(profile, sort_keys=True),
+        "epochs": json.dumps(epochs),
+        "repeats": repeats,
+        "seed": seed,
+        "job_order": order,
+        "max_attempts": max_attempts,
+    }
+    with translating(redact(engine.url)), engine.begin() as conn:
+        campaign, created = _get_or_insert_campaign(conn, name, settings)
+        known = _known_cells(conn, rows)
+        new_cells = [row for h, row in rows.items() if h not in known]
+        costs = {row.hash: _cost(row) for row in new_cells}
+        flops = {h: known[h] for h in rows if h in known}
+        flops.update({h: cost[1] for h, cost in costs.items()})
+        cells_added = _insert_cells(conn, new_cells, costs)
+        ordered = _job_order(list(rows.values()), epochs, repeats, order, seed, flops)
+        jobs = _job_tuples(campaign["id"], ordered, seed, max_attempts)
+        jobs_added = _insert_jobs(
+            conn, jobs, len(ordered), fresh=created, progress=progress and sys.stderr.isatty()
+        )
+    return {**campaign, "created": created, "cells_added": cells_added, "jobs_added": jobs_added}
+
+
+def _get_or_insert_campaign(
+    conn: sa.Connection, name: str, settings: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    # ON CONFLICT DO NOTHING: a concurrent creator of the same name waits on the unique index,
+    # then finds the row instead of failing.
+    inserted = conn.execute(
+        sa.text(
+            "INSERT INTO campaigns (name, profile_name, profile, epochs, repeats, seed, job_order,"
+            " max_attempts, created_at) VALUES (:name, :profile_name, :profile, :epochs, :repeats,"
+            " :seed, :job_order, :max_attempts, :created_at) ON CONFLICT (name) DO NOTHING"
+        ),
+        {"name": name, **settings, "created_at": time.time()},
+    ).rowcount
+    row = conn.execute(sa.text("SELECT * FROM campaigns WHERE name = :name"), {"name": name}).one()
+    if not inserted:
+        different = [key for key, value in settings.items() if getattr(row, key) != value]
+        if different:
+            raise CampaignConflict(
+                f"campaign {name!r} exists with a different {', '.join(different)}; "
+                "choose another name"
+            )
+    return _campaign_dict(row), bool(inserted)
+
+
+def _known_cells(conn: sa.Connection, rows: dict[str, CellRow]) -> dict[str, int | None]:
+    """hash -> flops of the given cells already stored."""
+    if not rows:
+        return {}
+    if len(rows) > 5000:  # cheaper to read the whole table than to send a huge IN list
+        result = conn.execute(sa.text("SELECT hash, flops FROM cells"))
+        return {h: f for h, f in result if h in rows}
+    result = conn.execute(
+        sa.text("SELECT hash, flops FROM cells WHERE hash IN :hashes").bindparams(
+            sa.bindparam("hashes", expanding=True)
+        ),
+        {"hashes": list(rows)},
+    )
+    return dict(result.all())
+
+
+def _insert_cells(
+    conn: sa.Connection, new_cells: list[CellRow], costs: dict[str, tuple[int | None, int | None]]
+) -> int:
+    tuples = [
+        (
+            row.hash,
+            json.dumps(row.matrix),
+            json.dumps(row.ops),
+            len(row.matrix),
+            sum(map(sum, row.matrix)),
+            *costs[row.hash],
+        )
+        for row in new_cells
+    ]
+    if not tuples:
+        return 0
+    columns = "hash, matrix, ops, vertices, edges, trainable_parameters, flops"
+    if conn.dialect.name == "postgresql":
+        # Another creator may have stored some of these cells meanwhile: COPY into a scratch
+        # table, then insert what is still missing.
+        conn.execute(sa.text("CREATE TEMP TABLE new_cells (LIKE cells) ON COMMIT DROP"))
+        _copy(conn, f"new_cells ({columns})", iter(tuples))
+        return conn.execute(
+            sa.text(f"INSERT INTO cells ({columns}) SELECT {columns} FROM new_cells ON CONFLICT DO NOTHING")
+        ).rowcount
+    before = conn.execute(sa.text("SELECT COUNT(*) FROM cells")).scalar_one()
+    conn.exec_driver_sql(
+        f"INSERT INTO cells ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", tuples
+    )
+    return conn.execute(sa.text("SELECT COUNT(*) FROM cells")).scalar_one() - before
+
+
+def _job_order(
+    cells: list[CellRow],
+    epochs: list[int],
+    repeats: int,
+    order: str,
+    seed: int,
+    flops: dict[str, int | None],
+) -> list[tuple[str, int, int]]:
+    """(cell hash, epochs, repeat) in claim order.
+
+    shuffled: cells in a seeded random order, each cell's budgets and repeats together, so that
+    any prefix of the finished jobs is an unbiased sample of the cells. cheap-first: by
+    FLOPs x epochs. as-given: the cells' order, each cell's jobs together.
+    """
+    hashes = [row.hash for row in cells]
+    if order == "shuffled":
+        random.Random(seed).shuffle(hashes)
+    jobs = [(h, e, r) for h in hashes for e in epochs for r in range(repeats)]
+    if order == "cheap-first":
+        position = {h: i for i, h in enumerate(hashes)}
+        jobs.sort(key=lambda j: ((flops.get(j[0]) or 0) * j[1], position[j[0]], j[2]))
+    return jobs
+
+
+def _job_tuples(
+    campaign_id: int, ordered: list[tuple[str, int, int]], seed: int, max_attempts: int
+) -> Iterator[tuple[int, str, int, int, int, int]]:
+    seeds: dict[tuple[str, int], int] = {}
+    for cell_hash, epochs, repeat in ordered:
+        key = (cell_hash, repeat)
+        if key not in seeds:
+            seeds[key] = job_seed(seed, cell_hash, repeat)
+        yield (campaign_id, cell_hash, epochs, repeat, seeds[key], max_attempts)
+
+
+_JOB_COLUMNS = "campaign_id, cell_hash, epochs, repeat, seed, max_attempts"
+
+
+def _insert_jobs(
+    conn: sa.Connection, jobs: Iterator[tuple], total: int, *, fresh: bool, progress: bool
+) -> int:
+    """Insert the jobs in order (ids follow it, and the claim follows the ids)."""
+    bar = _progress(total, progress)
+    try:
+        if conn.dialect.name == "postgresql":
+            if fresh:  # a campaign created in this transaction has no jobs: COPY straight in
+                _copy(conn, f"jobs ({_JOB_COLUMNS})", jobs, bar)
+                return total
+            conn.execute(
+                sa.text(
+                    "CREATE TEMP TABLE new_jobs (position bigserial, campaign_id int, cell_hash text,"
+                    " epochs smallint, repeat smallint, seed bigint, max_attempts int) ON COMMIT DROP"
+                )
+            )
+            _copy(conn, f"new_jobs ({_JOB_COLUMNS})", jobs, bar)
+            return conn.execute(
+                sa.text(
+                    f"INSERT INTO jobs ({_JOB_COLUMNS}) SELECT {_JOB_COLUMNS} FROM new_jobs"
+                    " ORDER BY position ON CONFLICT DO NOTHING"
+                )
+            ).rowcount
+        added = 0
+        statement = f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            for chunk in _chunks(jobs, 50_000):
+                cursor.executemany(statement, chunk)
+                added += cursor.rowcount
+                bar.update(len(chunk))
+        finally:
+            cursor.close()
+        return added
+    finally:
+        bar.close()
+
+
+def _chunks(items: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
+    chunk: list[tuple] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="job", unit_scale=True, desc="enqueue", file=sys.stderr)
+
+
+class _CopySource(io.RawIOBase):
+    """A file-like object streaming tab-separated rows to COPY without building one big string."""
+
+    def __init__(self, rows: Iterator[tuple], bar: Any):
+        self._rows = rows
+        self._bar = bar
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self, size: int) -> None:
+        parts = []
+        produced = len(self._buffer)
+        count = 0
+        for row in self._rows:
+            line = "\t".join(r"\N" if v is None else str(v) for v in row) + "\n"
+            parts.append(line)
+            produced += len(line)
+            count += 1
+            if produced >= size:
+                break
+        self._bar.update(count)
+        self._buffer += "".join(parts).encode()
+
+    def read(self, size: int = -1) -> bytes:
+        size = size if size and size > 0 else 1 << 20
+        if len(self._buffer) < size:
+            self._fill(size)
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+
+def _copy(conn: sa.Connection, target: str, rows: Iterator[tuple], bar: Any = None) -> None:
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.copy_expert(f"COPY {target} FROM STDIN", _CopySource(rows, bar or _NoBar()), size=1 << 20)
+    finally:
+        cursor.close()
+
+
+def get_campaign(engine: sa.Engine, name: str) -> dict[str, Any]:
+    """The campaign's settings; raises :class:`UnknownCampaign`."""
+    with translating(redact(engine.url)), read_connection(engine) as conn:
+        row = conn.execute(sa.text("SELECT * FROM campaigns WHERE name = :name"), {"name": name}).first()
+    if row is None:
+        raise UnknownCampaign(f"unknown campaign {name!r}")
+    return _campaign_dict(row)
+
+
+def list_campaigns(engine: sa.Engine) -> list[dict[str, Any]]:
+    """Every campaign's settings, oldest first."""
+    with translating(redact(engine.url)), read_connection(engine) as conn:
+        rows = conn.execute(sa.text("SELECT * FROM campaigns ORDER BY id")).all()
+    return [_campaign_dict(row) for row in rows]

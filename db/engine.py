@@ -1,0 +1,142 @@
+"""One place that turns a database URL into a configured SQLAlchemy engine.
+
+PostgreSQL: psycopg2, ``pool_pre_ping`` (a pooled connection killed by a server restart is replaced
+instead of failing the next statement), a connect timeout. SQLite: WAL (readers never block the
+writer), a busy timeout, and -- because pysqlite's own deferred ``BEGIN`` lets two writers both start
+reading and then fail with SQLITE_BUSY_SNAPSHOT, which the busy timeout does not retry -- we switch
+pysqlite's transaction handling off and emit ``BEGIN IMMEDIATE`` ourselves (SQLAlchemy's documented
+recipe). Read-only work can ask for a plain deferred ``BEGIN`` with the ``sqlite_begin`` execution
+option (see :func:`read_connection`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from db.errors import BadDatabaseURL, translating
+
+DEFAULT_URL = "sqlite:///nasfarm.db"
+ENV_VAR = "NASFARM_DB"
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+PG_CONNECT_TIMEOUT_S = 10
+_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg2"}
+_EXAMPLES = "e.g. sqlite:///nasfarm.db or postgresql://user@host:5432/dbname"
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The URL to use: the argument, else ``$NASFARM_DB``, else ``sqlite:///nasfarm.db``."""
+    return url or os.environ.get(ENV_VAR) or DEFAULT_URL
+
+
+def redact(url: str | URL) -> str:
+    """The URL with any password replaced by ``***`` (safe to log or print)."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # unparsable: hide anything between "user:" and "@"
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
+
+
+def parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        raise BadDatabaseURL(f"cannot parse database URL {redact(url)!r} ({_EXAMPLES})") from None
+    backend = parsed.get_backend_name()
+    if backend not in _DRIVERS:
+        raise BadDatabaseURL(
+            f"unsupported database {backend!r} in {redact(parsed)!r}: "
+            f"nasfarm runs on SQLite or PostgreSQL ({_EXAMPLES})"
+        )
+    # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; nasfarm's bulk load uses psycopg2.
+    driver = parsed.get_driver_name() if "+" in parsed.drivername else _DRIVERS[backend]
+    if driver != _DRIVERS[backend]:
+        raise BadDatabaseURL(
+            f"unsupported driver {parsed.drivername!r} in {redact(parsed)!r}: use "
+            f"{backend}:// or {backend}+{_DRIVERS[backend]}://"
+        )
+    return parsed.set(drivername=f"{backend}+{driver}")
+
+
+def make_engine(url: str | None = None) -> Engine:
+    """A configured engine for ``url`` (see :func:`resolve_url`); raises :class:`BadDatabaseURL`.
+
+    The engine connects lazily: an unreachable server shows up as
+    :class:`db.errors.DatabaseUnavailable` on first use (see :func:`check_connection`).
+    """
+    parsed = parse_url(resolve_url(url))
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return _sqlite_engine(parsed)
+        return _postgres_engine(parsed)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise BadDatabaseURL(f"bad database URL {redact(parsed)!r}: {exc}") from None
+
+
+def _postgres_engine(url: URL) -> Engine:
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=2,
+        max_overflow=4,
+        connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S, "application_name": "nasfarm"},
+    )
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        parent = Path(database).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise BadDatabaseURL(
+                f"cannot create SQLite database {redact(url)!r}: directory {parent} does not exist"
+            )
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # Take transaction control away from pysqlite; _on_begin emits BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # NORMAL is durable across application crashes in WAL mode (only an OS crash can lose
+        # the last commits), and makes every commit far cheaper than FULL.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if mode == "DEFERRED" else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_sqlite(engine_or_conn: Engine | Connection) -> bool:
+    return engine_or_conn.dialect.name == "sqlite"
+
+
+@contextmanager
+def read_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection for read-only work: on SQLite its transactions do not take the write lock."""
+    with engine.connect() as conn:
+        if is_sqlite(engine):
+            conn = conn.execution_options(sqlite_begin="DEFERRED")
+        yield conn
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once; raises a :class:`db.errors.DatabaseError` subclass saying why it failed."""
+    with translating(redact(engine.url)), read_connection(engine) as conn:
+        conn.execute(sa.text("SELECT 1"))

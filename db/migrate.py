@@ -1,0 +1,69 @@
+"""Create or upgrade the schema (Alembic), and refuse to run on an outdated one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from db.engine import read_connection, redact
+from db.errors import SchemaOutdated, translating
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Any constant: serialises concurrent `nasfarm db upgrade` runs against one PostgreSQL database.
+_PG_MIGRATION_LOCK = 7_310_101
+
+
+def _config(connection: sa.Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None, "no migrations found"
+    return head
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    """The database's schema revision; None for a database without the nasfarm schema."""
+    with translating(redact(engine.url)), read_connection(engine) as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> str:
+    """Create the schema, or bring it up to ``revision``; returns the revision now in place."""
+    with translating(redact(engine.url)), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+        command.upgrade(_config(conn), revision)
+        return MigrationContext.configure(conn).get_current_revision() or ""
+
+
+def require_current(engine: sa.Engine) -> None:
+    """Raise :class:`SchemaOutdated` unless the database is at this nasfarm's schema revision."""
+    current = current_revision(engine)
+    head = head_revision()
+    if current == head:
+        return
+    where = redact(engine.url)
+    if current is None:
+        raise SchemaOutdated(
+            f"{where} has no nasfarm schema: run nasfarm db init (or nasfarm db upgrade)"
+        )
+    known = {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
+    if current not in known:
+        raise SchemaOutdated(
+            f"{where} is at schema revision {current}, newer than this nasfarm knows ({head}): "
+            "upgrade nasfarm"
+        )
+    raise SchemaOutdated(
+        f"{where} is at schema revision {current}, this nasfarm needs {head}: run nasfarm db upgrade"
+    )

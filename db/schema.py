@@ -1,0 +1,189 @@
+"""The job database's tables (SQLAlchemy Core), the same on PostgreSQL and SQLite.
+
+Conventions that keep both databases identical in meaning:
+- Times are unix seconds (UTC) in double-precision columns named ``*_at``. Both databases compute
+  "now" themselves (see :mod:`db.statements`), so workers with skewed clocks cannot expire each
+  other's leases, and the monitoring views do plain arithmetic on them.
+- JSON is stored as text (``matrix``, ``ops``, ``profile``, ``evaluations``): readable from any SQL
+  client, and SQLite's ``json_*`` / PostgreSQL's ``::json`` both parse it.
+
+The DDL itself is applied by the Alembic migrations in ``db/migrations``; a test checks that the
+migrated database equals these definitions.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-assigns ids to INTEGER PRIMARY KEY columns (the rowid), not BIGINT ones.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+JOB_STATUSES = ("pending", "running", "done", "failed", "cancelled")
+# Statuses a job can still leave by itself (the rest change only by a user's retry).
+UNFINISHED_STATUSES = ("pending", "running")
+
+cells = sa.Table(
+    "cells",
+    metadata,
+    sa.Column("hash", sa.String(32), primary_key=True),
+    sa.Column("matrix", sa.Text, nullable=False),  # JSON: the pruned V x V adjacency matrix
+    sa.Column("ops", sa.Text, nullable=False),  # JSON: V op names, "input" ... "output"
+    sa.Column("vertices", sa.SmallInteger, nullable=False),
+    sa.Column("edges", sa.SmallInteger, nullable=False),
+    sa.Column("trainable_parameters", sa.BigInteger),  # NULL when not computed (no farm.cost)
+    sa.Column("flops", sa.BigInteger),  # multiply-adds per 32x32 image
+)
+
+campaigns = sa.Table(
+    "campaigns",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("profile_name", sa.String(64), nullable=False),
+    sa.Column("profile", sa.Text, nullable=False),  # JSON: TrainConfig.to_dict()
+    sa.Column("epochs", sa.Text, nullable=False),  # JSON list of epoch budgets
+    sa.Column("repeats", sa.Integer, nullable=False),
+    sa.Column("seed", sa.BigInteger, nullable=False),
+    sa.Column("job_order", sa.String(20), nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    # No foreign keys on campaign_id / cell_hash: a per-row FK check costs ~50% of the bulk enqueue
+    # (5M rows), and both are written only by create_campaign, in the transaction that creates the
+    # campaign and its cells; nothing ever deletes a campaign or a cell.
+    sa.Column("campaign_id", sa.Integer, nullable=False),
+    sa.Column("cell_hash", sa.String(32), nullable=False),
+    sa.Column("epochs", sa.SmallInteger, nullable=False),
+    sa.Column("repeat", sa.SmallInteger, nullable=False),
+    sa.Column("seed", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False, server_default="pending"),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    # attempts counts claims (a crash is an attempt); release() gives the claim back.
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
+    sa.Column("preemptions", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("not_before", sa.Double, nullable=False, server_default="0"),  # backoff
+    sa.Column("lease_owner", sa.String(200)),
+    sa.Column("lease_token", sa.String(64)),  # random per claim: the fence for every write
+    sa.Column("lease_node", sa.String(200)),
+    sa.Column("claimed_at", sa.Double),
+    sa.Column("heartbeat_at", sa.Double),
+    sa.Column("finished_at", sa.Double),
+    sa.Column("progress_step", sa.BigInteger),
+    sa.Column("progress_epoch", sa.Double),
+    sa.Column("checkpoint_location", sa.Text),
+    sa.Column("last_error", sa.Text),
+    sa.UniqueConstraint("campaign_id", "cell_hash", "epochs", "repeat"),
+    sa.CheckConstraint(
+        "status IN ('pending', 'running', 'done', 'failed', 'cancelled')", name="status"
+    ),
+)
+# The claim reads this partial index in order and stops after n rows: it holds only pending jobs,
+# so its size is the backlog, not the table (done jobs leave it).
+sa.Index(
+    "ix_jobs_claim",
+    jobs.c.priority.desc(),
+    jobs.c.id,
+    postgresql_where=jobs.c.status == "pending",
+    sqlite_where=jobs.c.status == "pending",
+)
+# The reaper looks only at running jobs, oldest heartbeat first.
+sa.Index(
+    "ix_jobs_running_heartbeat",
+    jobs.c.heartbeat_at,
+    postgresql_where=jobs.c.status == "running",
+    sqlite_where=jobs.c.status == "running",
+)
+# Per-campaign counts, retry and cancel.
+sa.Index("ix_jobs_campaign_status", jobs.c.campaign_id, jobs.c.status)
+
+# Append-only history: one row per claim, start, end (done/failed/reaped/released/cancelled), retry.
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("job_id", sa.BigInteger, sa.ForeignKey("jobs.id"), nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("owner", sa.String(200)),
+    sa.Column("node", sa.String(200)),
+    sa.Column("resumed_from_epoch", sa.Double),
+    sa.Column("status", sa.String(10)),  # the job's status after the event
+    sa.Column("error", sa.Text),
+    sa.Column("at", sa.Double, nullable=False),
+)
+
+results = sa.Table(
+    "results",
+    metadata,
+    # One result per job: the primary key makes a second completion impossible.
+    sa.Column("job_id", sa.BigInteger, sa.ForeignKey("jobs.id"), primary_key=True),
+    sa.Column("campaign_id", sa.Integer, nullable=False),
+    sa.Column("cell_hash", sa.String(32), nullable=False),
+    sa.Column("epochs", sa.SmallInteger, nullable=False),
+    sa.Column("repeat", sa.SmallInteger, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("trainable_parameters", sa.BigInteger),
+    sa.Column("total_time", sa.Double),
+    sa.Column("halfway_training_time", sa.Double),
+    sa.Column("halfway_train_accuracy", sa.Double),
+    sa.Column("halfway_validation_accuracy", sa.Double),
+    sa.Column("halfway_test_accuracy", sa.Double),
+    sa.Column("final_training_time", sa.Double),
+    sa.Column("final_train_accuracy", sa.Double),
+    sa.Column("final_validation_accuracy", sa.Double),
+    sa.Column("final_test_accuracy", sa.Double),
+    sa.Column("evaluations", sa.Text),  # JSON list: step 0, halfway, final
+    sa.Column("resumed_from_step", sa.BigInteger),
+    sa.Column("resumed_from_epoch", sa.Double),
+    sa.Column("extra", sa.Text),  # JSON: any other keys of TrainResult.to_dict()
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Index("ix_results_campaign_id_cell_hash", "campaign_id", "cell_hash"),
+    sa.Index("ix_results_created_at", "created_at"),
+)
+
+# The per-epoch / per-evaluation stream of a job (every attempt; ``attempt`` tells them apart).
+job_metrics = sa.Table(
+    "job_metrics",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("job_id", sa.BigInteger, sa.ForeignKey("jobs.id"), nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("epoch", sa.Double),
+    sa.Column("step", sa.BigInteger),
+    sa.Column("loss", sa.Double),
+    sa.Column("train_accuracy", sa.Double),
+    sa.Column("validation_accuracy", sa.Double),
+    sa.Column("test_accuracy", sa.Double),
+    sa.Column("training_time", sa.Double),
+    sa.Column("at", sa.Double, nullable=False),
+)
+
+RESULT_METRICS = (
+    "trainable_parameters",
+    "total_time",
+    "halfway_training_time",
+    "halfway_train_accuracy",
+    "halfway_validation_accuracy",
+    "halfway_test_accuracy",
+    "final_training_time",
+    "final_train_accuracy",
+    "final_validation_accuracy",
+    "final_test_accuracy",
+)

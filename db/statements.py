@@ -1,0 +1,238 @@
+"""The queue's SQL, one named statement per operation, readable on its own.
+
+Written once with two placeholders that differ between the databases:
+- ``{now}``: the database's clock in unix seconds. Every time in the job table comes from the
+  database, never from a worker, so a worker with a skewed clock cannot expire a lease early.
+- ``{new_token}``: a fresh random lease token (128 bits, hex).
+:func:`render` fills them in for a dialect. Bind parameters are ``:name``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import sqlalchemy as sa
+
+_DIALECT_SNIPPETS = {
+    "postgresql": {
+        "now": "CAST(EXTRACT(EPOCH FROM now()) AS double precision)",
+        "new_token": "replace(CAST(gen_random_uuid() AS text), '-', '')",
+    },
+    "sqlite": {
+        "now": "((julianday('now') - 2440587.5) * 86400.0)",
+        "new_token": "lower(hex(randomblob(16)))",
+    },
+}
+
+# --- claim -------------------------------------------------------------------------------------
+# claim_jobs (PostgreSQL): lock up to :n runnable pending jobs -- best priority first, then the
+# campaign's order (id) -- skipping rows another claimer holds, and lease them in the same
+# statement. The CTE applies LIMIT before the UPDATE (a join UPDATE can lock more rows than asked
+# for); SKIP LOCKED lets concurrent claimers take disjoint rows without waiting for each other.
+# The claim event is logged in the same statement. {campaign_filter} is empty or
+# "AND campaign_id IN (...)".
+CLAIM_JOBS_POSTGRESQL = """
+WITH picked AS (
+    SELECT id FROM jobs
+    WHERE status = 'pending' AND not_before <= {now} {campaign_filter}
+    ORDER BY priority DESC, id
+    LIMIT :n
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs SET
+        status = 'running', attempts = attempts + 1,
+        lease_owner = :owner, lease_token = {new_token}, lease_node = NULL,
+        claimed_at = {now}, heartbeat_at = {now}, finished_at = NULL,
+        progress_step = NULL, progress_epoch = NULL
+    FROM picked WHERE jobs.id = picked.id
+    RETURNING jobs.id, jobs.campaign_id, jobs.cell_hash, jobs.epochs, jobs.repeat, jobs.seed,
+              jobs.priority, jobs.attempts, jobs.max_attempts, jobs.lease_token,
+              jobs.checkpoint_location, jobs.lease_owner, jobs.claimed_at
+), logged AS (
+    INSERT INTO job_events (job_id, attempt, kind, owner, status, at)
+    SELECT id, attempts, 'claim', lease_owner, 'running', claimed_at FROM claimed
+)
+SELECT * FROM claimed
+"""
+
+# claim_jobs (SQLite): the same selection and lease. There are no row locks: the caller holds the
+# database's single write lock (BEGIN IMMEDIATE, see db.engine) for this short transaction, so no
+# two claimers can pick the same row. The claim events are inserted by CLAIM_EVENTS next.
+CLAIM_JOBS_SQLITE = """
+UPDATE jobs SET
+    status = 'running', attempts = attempts + 1,
+    lease_owner = :owner, lease_token = {new_token}, lease_node = NULL,
+    claimed_at = {now}, heartbeat_at = {now}, finished_at = NULL,
+    progress_step = NULL, progress_epoch = NULL
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE status = 'pending' AND not_before <= {now} {campaign_filter}
+    ORDER BY priority DESC, id
+    LIMIT :n
+)
+RETURNING id, campaign_id, cell_hash, epochs, repeat, seed, priority, attempts, max_attempts,
+          lease_token, checkpoint_location, lease_owner, claimed_at
+"""
+
+CLAIM_EVENTS = """
+INSERT INTO job_events (job_id, attempt, kind, owner, status, at)
+VALUES (:job_id, :attempt, 'claim', :owner, 'running', :at)
+"""
+
+# --- fenced writes by the lease holder -----------------------------------------------------------
+# Every statement below matches (id, lease_token, status = 'running'): a worker whose lease was
+# reaped, released or cancelled matches no row, changes nothing, and is told so (rowcount 0).
+
+# start_attempt: the worker began (or resumed) training on a node.
+START_ATTEMPT = """
+UPDATE jobs SET lease_node = :node, heartbeat_at = {now}
+WHERE id = :job_id AND lease_token = :token AND status = 'running'
+RETURNING attempts, lease_owner
+"""
+
+# heartbeat: the lease is alive; record progress (NULL keeps the previous value). Not logged.
+HEARTBEAT = """
+UPDATE jobs SET heartbeat_at = {now},
+    progress_step = COALESCE(:step, progress_step),
+    progress_epoch = COALESCE(:epoch, progress_epoch)
+WHERE id = :job_id AND lease_token = :token AND status = 'running'
+"""
+
+# set_checkpoint: where the job's checkpoint lives (kept across attempts for resume).
+SET_CHECKPOINT = """
+UPDATE jobs SET checkpoint_location = :location, heartbeat_at = {now}
+WHERE id = :job_id AND lease_token = :token AND status = 'running'
+"""
+
+# record_metric: one per-epoch / per-evaluation row, written only while the lease holds.
+RECORD_METRIC = """
+INSERT INTO job_metrics (job_id, attempt, kind, epoch, step, loss, train_accuracy,
+                         validation_accuracy, test_accuracy, training_time, at)
+SELECT id, attempts, :kind, :epoch, :step, :loss, :train_accuracy,
+       :validation_accuracy, :test_accuracy, :training_time, {now}
+FROM jobs
+WHERE id = :job_id AND lease_token = :token AND status = 'running'
+"""
+
+# complete_job: done, in the transaction that stores the result (INSERT_RESULT). The token stays
+# on the row so that a repeated complete() by the same lease (after an ambiguous commit) is
+# recognised by COMPLETED_BY rather than reported as a lost lease.
+COMPLETE_JOB = """
+UPDATE jobs SET status = 'done', finished_at = {now}, heartbeat_at = {now}, last_error = NULL
+WHERE id = :job_id AND lease_token = :token AND status = 'running'
+RETURNING campaign_id, cell_hash, epochs, repeat, attempts, lease_owner, lease_node, finished_at
+"""
+
+COMPLETED_BY = """
+SELECT 1 FROM jobs WHERE id = :job_id AND lease_token = :token AND status = 'done'
+"""
+
+# insert_result: the job's one result row (the primary key on job_id forbids a second).
+INSERT_RESULT = """
+INSERT INTO results (job_id, campaign_id, cell_hash, epochs, repeat, attempt,
+    trainable_parameters, total_time,
+    halfway_training_time, halfway_train_accuracy, halfway_validation_accuracy,
+    halfway_test_accuracy,
+    final_training_time, final_train_accuracy, final_validation_accuracy, final_test_accuracy,
+    evaluations, resumed_from_step, resumed_from_epoch, extra, created_at)
+VALUES (:job_id, :campaign_id, :cell_hash, :epochs, :repeat, :attempt,
+    :trainable_parameters, :total_time,
+    :halfway_training_time, :halfway_train_accuracy, :halfway_validation_accuracy,
+    :halfway_test_accuracy,
+    :final_training_time, :final_train_accuracy, :final_validation_accuracy, :final_test_accuracy,
+    :evaluations, :resumed_from_step, :resumed_from_epoch, :extra, :created_at)
+"""
+
+# lock_lease: read the attempt counters of a job we hold (fail() decides retry vs failed on them).
+LOCK_LEASE = """
+SELECT attempts, max_attempts, lease_owner, lease_node FROM jobs
+WHERE id = :job_id AND lease_token = :token AND status = 'running'
+{for_update}
+"""
+
+# end_attempt: the lease ends without a result -- back to pending (after :delay seconds) or failed.
+END_ATTEMPT = """
+UPDATE jobs SET status = :status, not_before = {now} + :delay, last_error = :error,
+    finished_at = CASE WHEN :status = 'pending' THEN NULL ELSE {now} END,
+    lease_token = NULL, lease_owner = NULL, heartbeat_at = NULL
+WHERE id = :job_id AND lease_token = :token AND status = 'running'
+"""
+
+# release_job: preempted (SIGTERM, drain): pending at once, the claim's attempt handed back.
+RELEASE_JOB = """
+UPDATE jobs SET status = 'pending', not_before = 0, attempts = attempts - 1,
+    preemptions = preemptions + 1,
+    lease_token = NULL, lease_owner = NULL, heartbeat_at = NULL
+WHERE id = :job_id AND lease_token = :token AND status = 'running'
+"""
+
+# --- the reaper ----------------------------------------------------------------------------------
+# find_expired_leases: running jobs whose last heartbeat is older than the TTL (partial index on
+# running jobs' heartbeat_at). PostgreSQL locks them, skipping any another reaper holds.
+FIND_EXPIRED_LEASES = """
+SELECT id, attempts, max_attempts, lease_token, lease_owner, lease_node FROM jobs
+WHERE status = 'running' AND heartbeat_at < {now} - :ttl
+ORDER BY heartbeat_at
+LIMIT :batch
+{for_update} {skip_locked}
+"""
+
+# reap_job: expire one lease -- only if it is still the same lease and still silent (a heartbeat
+# that arrived since FIND_EXPIRED_LEASES keeps the job).
+REAP_JOB = """
+UPDATE jobs SET status = :status, not_before = {now} + :delay, last_error = :error,
+    finished_at = CASE WHEN :status = 'pending' THEN NULL ELSE {now} END,
+    lease_token = NULL, lease_owner = NULL, heartbeat_at = NULL
+WHERE id = :job_id AND lease_token = :token AND status = 'running'
+  AND heartbeat_at < {now} - :ttl
+"""
+
+INSERT_EVENT = """
+INSERT INTO job_events (job_id, attempt, kind, owner, node, resumed_from_epoch, status, error, at)
+VALUES (:job_id, :attempt, :kind, :owner, :node, :resumed_from_epoch, :status, :error, {now})
+"""
+
+# --- campaign-wide operations --------------------------------------------------------------------
+# retry_events / retry_jobs: failed (and with :include_cancelled, cancelled) jobs of a campaign
+# back to pending with a fresh attempt budget; the history keeps the earlier attempts.
+RETRY_EVENTS = """
+INSERT INTO job_events (job_id, attempt, kind, status, error, at)
+SELECT id, attempts, 'retry', 'pending', last_error, {now} FROM jobs
+WHERE campaign_id = :campaign_id AND status IN :statuses
+"""
+RETRY_JOBS = """
+UPDATE jobs SET status = 'pending', attempts = 0, not_before = 0, finished_at = NULL
+WHERE campaign_id = :campaign_id AND status IN :statuses
+"""
+
+# cancel: unfinished jobs stop being claimable; running ones lose their lease (their next
+# heartbeat returns False). Only running jobs get an event: they end an attempt.
+CANCEL_EVENTS = """
+INSERT INTO job_events (job_id, attempt, kind, owner, node, status, at)
+SELECT id, attempts, 'cancel', lease_owner, lease_node, 'cancelled', {now} FROM jobs
+WHERE status = 'running' AND {selection}
+"""
+CANCEL_JOBS = """
+UPDATE jobs SET status = 'cancelled', finished_at = {now},
+    lease_token = NULL, lease_owner = NULL, heartbeat_at = NULL
+WHERE status IN ('pending', 'running') AND {selection}
+"""
+
+# count_by_status: the campaign's jobs by status (index on (campaign_id, status)).
+COUNT_BY_STATUS = """
+SELECT status, COUNT(*) AS n FROM jobs {where} GROUP BY status
+"""
+
+
+@cache
+def render(template: str, dialect: str, **fragments: str) -> sa.TextClause:
+    """The statement for ``dialect`` ("postgresql" or "sqlite") with its placeholders filled.
+
+    ``fragments`` fill extra placeholders (fixed SQL fragments such as a filter, never values).
+    """
+    snippets = dict(_DIALECT_SNIPPETS[dialect])
+    # SQLite has no row locks (the writer holds the whole database); PostgreSQL locks the rows read.
+    snippets["for_update"] = "FOR UPDATE" if dialect == "postgresql" else ""
+    snippets["skip_locked"] = "SKIP LOCKED" if dialect == "postgresql" else ""
+    snippets.update(fragments)
+    return sa.text(template.format(**snippets))
