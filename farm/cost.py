@@ -83,7 +83,8 @@ def module_cost(
     """(trainable parameters, multiply-adds per output pixel) of one module (SPEC d.6).
 
     ``rows`` is the pruned matrix, ``kernels[v]`` the kernel size of vertex v's op (3, 1, or 0
-    for max-pool and for the input/output). Every conv is conv-BN-ReLU: k*k*cin*cout weights + 2*cout BN (gamma, beta); no conv bias.
+    for max-pool and for the input/output). Every conv is conv-BN-ReLU: k*k*cin*cout weights
+    + 2*cout BN (gamma, beta); no conv bias.
     """
     n = len(rows)
     last = n - 1
@@ -111,13 +112,34 @@ def module_cost(
 def _network_cost(
     rows: tuple[tuple[int, ...], ...], kernels: tuple[int, ...], config: TrainConfig
 ) -> tuple[int, int]:
+    """(parameters, multiply-adds per image) of the whole network; the same sums as
+    :func:`module_cost`, arranged so that each target width's vertex channels are computed once
+    (interior channels depend on c_out only) -- this is what makes >= 20,000 cells/s possible."""
+    n = len(rows)
+    last = n - 1
     stem = config.stem_channels
     params = 9 * IMAGE_CHANNELS * stem + 2 * stem
     macs = 9 * IMAGE_CHANNELS * stem * IMAGE_SIZE * IMAGE_SIZE
+    projected = [t for t in range(1, last) if rows[0][t]]
+    convs = [(t, kernels[t] * kernels[t]) for t in range(1, last) if kernels[t]]
+    skip = rows[0][last] if n > 2 else 1  # a 2-vertex cell is one input->output projection
+    per_width: dict[int, tuple[int, int, int]] = {}
     for c_in, c_out, size in _stage_plan(config):
-        p, m = module_cost(rows, kernels, c_in, c_out)
-        params += p
-        macs += m * size * size
+        if c_out not in per_width:
+            if n == 2:
+                per_width[c_out] = (0, 0, 0)
+            else:
+                vc = compute_vertex_channels(0, c_out, rows)
+                op_macs = sum(kk * vc[t] * vc[t] for t, kk in convs)
+                per_width[c_out] = (
+                    sum(vc[t] for t in projected),
+                    op_macs + 2 * sum(vc[t] for t, _ in convs),
+                    op_macs,
+                )
+        projected_channels, op_params, op_macs = per_width[c_out]
+        module_macs = c_in * projected_channels + op_macs + skip * c_in * c_out
+        params += module_macs - op_macs + 2 * projected_channels + op_params + skip * 2 * c_out
+        macs += module_macs * size * size
     head_in = _final_channels(config)
     params += head_in * config.num_labels + config.num_labels  # dense kernel + bias
     macs += head_in * config.num_labels
@@ -137,7 +159,7 @@ def cost_from_labels(
 
     The fast path for enumerated cells (``farm.space.EnumeratedCell``): no Cell construction.
     """
-    rows = tuple(tuple(int(x) for x in r) for r in matrix)
+    rows = tuple(map(tuple, matrix))
     kernels = tuple(_KERNEL_OF_LABEL[x] if x >= 0 else 0 for x in labels)
     return _network_cost(rows, kernels, config)
 
