@@ -1,51 +1,268 @@
 """The NAS-Bench-101 module hash (``graph_util.hash_module`` in the original), digest-identical.
 
-A Weisfeiler-Lehman style fingerprint: every vertex starts from md5("(out, in, label)") and is
-re-hashed V times from the sorted hashes of its predecessors and successors. See SPEC section b.
-Degrees and labels are converted to plain ``int`` on purpose: under numpy >= 2 a numpy integer
-renders as ``np.int64(1)`` and silently changes every digest (SPEC b.4).
+A Weisfeiler-Lehman style fingerprint (SPEC b.2): every vertex starts from md5("(out, in, label)")
+and is re-hashed V times from md5(sorted predecessor hashes + "|" + sorted successor hashes + "|" +
+its own hash); the module hash is md5 of ``str(sorted(final vertex hashes))``.
+
+Two implementations of the same function:
+
+* :func:`module_hash` hashes one cell in plain Python (initial and first-round vertex hashes are
+  memoised: they depend only on a vertex's degrees and its neighbours' degrees and labels).
+* :func:`hash_cells` / :func:`hash_labelings` hash many cells at once. The md5 inputs of all
+  vertices with the same in/out degree are built as rows of one numpy byte array (gather,
+  sort, concatenate), so the only per-vertex Python work left is one C-level ``map(md5, rows)``.
+  The cost is then close to the md5 computations themselves (V*(V+1)+1 per cell, minus the
+  first round's repeats, which are hashed once per distinct message).
+
+Labels and degrees are always rendered as plain ``int``: under numpy >= 2 a numpy integer renders
+as ``np.int64(1)`` and would silently change every digest (SPEC b.4).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
+from binascii import hexlify
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+try:  # CPython's built-in (HACL*) md5 has less per-call overhead than OpenSSL's for short inputs.
+    from _md5 import md5 as _md5
+except ImportError:  # pragma: no cover - interpreters built without it
+    from hashlib import md5 as _md5
 
 INPUT_LABEL = -1
 OUTPUT_LABEL = -2
 
+_DIGEST = type(_md5()).digest
+_HEXDIGEST = type(_md5()).hexdigest
+_BAR = ord("|")
 
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8")).hexdigest()
+# Memo tables for module_hash. Both are bounded by the space: (out, in, label) triples, and first-
+# round messages, which depend only on a vertex's 1-neighbourhood (a few thousand in the space).
+_INITIAL: dict[tuple[int, int, int], str] = {}
+_FIRST_ROUND: dict[str, str] = {}
+_FIRST_ROUND_BYTES: dict[bytes, bytes] = {}
+_FIRST_ROUND_LIMIT = 1 << 18
+
+
+def _md5hex(text: str) -> str:
+    return _md5(text.encode("ascii")).hexdigest()
+
+
+def initial_hash(out_degree: int, in_degree: int, label: int) -> str:
+    """md5 of Python's ``str((out, in, label))`` with plain ints (SPEC b.2 step 2)."""
+    key = (int(out_degree), int(in_degree), int(label))
+    digest = _INITIAL.get(key)
+    if digest is None:
+        digest = _INITIAL[key] = _md5hex(str(key))
+    return digest
 
 
 def module_hash(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> str:
-    """Hash an already pruned, strictly upper-triangular adjacency matrix with integer labels.
+    """Hash an already pruned adjacency matrix with integer labels (one cell).
 
     ``labels`` are -1 for the input, -2 for the output and the op index for interior vertices.
+    Any nonzero entry counts as an edge.
     """
-    rows = [[int(x) for x in row] for row in matrix]
-    n = len(rows)
-    labels = [int(x) for x in labels]
-    predecessors = [[w for w in range(n) if rows[w][v]] for v in range(n)]
-    successors = [[w for w in range(n) if rows[v][w]] for v in range(n)]
-    hashes = [
-        _md5(f"({len(successors[v])}, {len(predecessors[v])}, {labels[v]})") for v in range(n)
-    ]
-    for _ in range(n):
-        hashes = [
-            _md5(
-                "".join(sorted(hashes[w] for w in predecessors[v]))
-                + "|"
-                + "".join(sorted(hashes[w] for w in successors[v]))
-                + "|"
-                + hashes[v]
-            )
-            for v in range(n)
-        ]
-    return _md5(str(sorted(hashes)))
+    n = len(matrix)
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} labels for a {n}x{n} matrix")
+    predecessors: list[list[int]] = [[] for _ in range(n)]
+    successors: list[list[int]] = [[] for _ in range(n)]
+    for v, row in enumerate(matrix):
+        if len(row) != n:
+            raise ValueError("matrix must be square")
+        out = successors[v]
+        for w in range(n):
+            if row[w]:
+                out.append(w)
+                predecessors[w].append(v)
+    hashes = [initial_hash(len(successors[v]), len(predecessors[v]), labels[v]) for v in range(n)]
+    neighbours = list(zip(predecessors, successors, strict=True))
+    memo = _FIRST_ROUND
+    if len(memo) > _FIRST_ROUND_LIMIT:  # only reachable with cells from outside the space
+        memo.clear()
+    for round_index in range(n):
+        previous = hashes
+        hashes = []
+        for v, (ins, outs) in enumerate(neighbours):
+            # Sorting the hex strings; a single neighbour needs no sort.
+            message = previous[ins[0]] if len(ins) == 1 else "".join(sorted([previous[w] for w in ins]))
+            if len(outs) == 1:
+                message += "|" + previous[outs[0]] + "|" + previous[v]
+            else:
+                message += "|" + "".join(sorted([previous[w] for w in outs])) + "|" + previous[v]
+            if round_index == 0:
+                digest = memo.get(message)
+                if digest is None:
+                    digest = memo[message] = _md5hex(message)
+            else:
+                digest = _md5(message.encode("ascii")).hexdigest()
+            hashes.append(digest)
+    hashes.sort()
+    return _md5hex("['" + "', '".join(hashes) + "']")
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched hashing
+
+
+def _row_bytes(rows: np.ndarray) -> list[bytes]:
+    """Each row of a 2-D uint8 array as bytes (messages never contain NUL, so nothing is stripped)."""
+    return np.ascontiguousarray(rows).view(f"S{rows.shape[1]}").ravel().tolist()
+
+
+def _md5_rows(rows: np.ndarray) -> np.ndarray:
+    """md5 of every row of a 2-D uint8 array, as lower-case hex digests (dtype S32)."""
+    if len(rows) == 0:
+        return np.empty(0, dtype="S32")
+    # C-level map: no Python bytecode runs per message; one hexlify for the whole batch.
+    digests = b"".join(map(_DIGEST, map(_md5, _row_bytes(rows))))
+    return np.frombuffer(hexlify(digests), dtype="S32")
+
+
+def _md5_rows_memoised(rows: np.ndarray) -> np.ndarray:
+    """Like _md5_rows, but through a memo: for first-round messages, which mostly repeat."""
+    if len(rows) == 0:
+        return np.empty(0, dtype="S32")
+    messages = _row_bytes(rows)
+    memo = _FIRST_ROUND_BYTES
+    found = list(map(memo.get, messages))
+    if None in found:
+        if len(memo) > _FIRST_ROUND_LIMIT:
+            memo.clear()
+        for i, digest in enumerate(found):
+            if digest is None:
+                message = messages[i]
+                digest = memo.get(message)
+                if digest is None:
+                    digest = memo[message] = _md5(message).hexdigest().encode("ascii")
+                found[i] = digest
+    return np.frombuffer(b"".join(found), dtype="S32")
+
+
+def _sorted_hex_block(hashes: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Concatenated sorted hex digests of hashes[index] row by row, as a (rows, 32*k) uint8 array."""
+    rows, k = index.shape
+    gathered = hashes[index]
+    if k > 1:
+        gathered = np.sort(gathered, axis=1)
+    return gathered.view(np.uint8).reshape(rows, 32 * k)
+
+
+class _DegreeGroup:
+    """The (cell, vertex) slots with one (in-degree, out-degree): equal-length md5 messages."""
+
+    def __init__(self, slots: np.ndarray, preds: np.ndarray, succs: np.ndarray):
+        self.slots = slots  # flat index cell * V + v
+        self.preds = preds  # (len(slots), in-degree) flat indices of predecessors
+        self.succs = succs  # (len(slots), out-degree) flat indices of successors
+
+    def messages(self, hashes: np.ndarray) -> np.ndarray:
+        count, ins, outs = len(self.slots), self.preds.shape[1], self.succs.shape[1]
+        rows = np.empty((count, 32 * (ins + outs + 1) + 2), dtype=np.uint8)
+        rows[:, : 32 * ins] = _sorted_hex_block(hashes, self.preds)
+        rows[:, 32 * ins] = _BAR
+        rows[:, 32 * ins + 1 : 32 * (ins + outs) + 1] = _sorted_hex_block(hashes, self.succs)
+        rows[:, 32 * (ins + outs) + 1] = _BAR
+        rows[:, -32:] = hashes[self.slots].view(np.uint8).reshape(count, 32)
+        return rows
+
+
+def _degree_groups(adjacency: np.ndarray) -> list[_DegreeGroup]:
+    cells, n, _ = adjacency.shape
+    in_degree = adjacency.sum(axis=1)
+    out_degree = adjacency.sum(axis=2)
+    groups = []
+    for ins, outs in sorted(set(zip(in_degree.ravel().tolist(), out_degree.ravel().tolist(), strict=True))):
+        cell, vertex = np.nonzero((in_degree == ins) & (out_degree == outs))
+        # np.nonzero walks rows in order, so each slot's neighbours come out contiguous and sorted.
+        _, pred = np.nonzero(adjacency[cell, :, vertex])
+        _, succ = np.nonzero(adjacency[cell, vertex, :])
+        base = (cell * n)[:, None]
+        preds = base + pred.reshape(len(cell), ins)
+        succs = base + succ.reshape(len(cell), outs)
+        groups.append(_DegreeGroup(cell * n + vertex, preds, succs))
+    return groups
+
+
+def _final_messages(hashes: np.ndarray, cells: int, n: int) -> np.ndarray:
+    """Rows of ``str(sorted(hashes))``: "['h1', 'h2', ..., 'hn']" (36 n bytes)."""
+    ordered = np.sort(hashes.reshape(cells, n), axis=1).view(np.uint8).reshape(cells, n, 32)
+    items = np.empty((cells, n, 36), dtype=np.uint8)
+    items[:, :, 0] = items[:, :, 33] = ord("'")
+    items[:, :, 1:33] = ordered
+    items[:, :, 34] = ord(",")
+    items[:, :, 35] = ord(" ")
+    rows = np.empty((cells, 36 * n), dtype=np.uint8)
+    rows[:, 0] = ord("[")
+    rows[:, 1:-1] = items.reshape(cells, 36 * n)[:, :-2]  # drop the last ", "
+    rows[:, -1] = ord("]")
+    return rows
+
+
+def hash_arrays(adjacency: np.ndarray, labels: np.ndarray) -> list[str]:
+    """Module hashes of ``cells`` cells of one size: adjacency (cells, V, V), labels (cells, V).
+
+    Equal, cell by cell, to ``module_hash(adjacency[i], labels[i])``.
+    """
+    adjacency = np.asarray(adjacency).astype(bool)
+    labels = np.asarray(labels, dtype=np.int64)
+    cells, n = labels.shape
+    if adjacency.shape != (cells, n, n):
+        raise ValueError(f"adjacency of shape {adjacency.shape} does not fit labels of shape {labels.shape}")
+    if cells == 0:
+        return []
+    if n == 0:  # the original hashes an empty matrix too: str([]) -> "[]"
+        return [_md5hex("[]")] * cells
+    # Initial hashes: one md5 per distinct (out, in, label), found through a packed integer key.
+    out_degree, in_degree = adjacency.sum(axis=2).ravel(), adjacency.sum(axis=1).ravel()
+    lowest = int(labels.min())
+    span = int(labels.max()) - lowest + 1
+    keys = (out_degree * (n + 1) + in_degree) * span + (labels.ravel() - lowest)
+    distinct, inverse = np.unique(keys, return_inverse=True)
+    triples = [(k // span // (n + 1), k // span % (n + 1), k % span + lowest) for k in distinct.tolist()]
+    table = np.array([initial_hash(*triple) for triple in triples], dtype="S32")
+    hashes = table[inverse.ravel()]
+    groups = _degree_groups(adjacency)
+    for round_index in range(n):
+        updated = np.empty_like(hashes)
+        for group in groups:
+            rows = group.messages(hashes)
+            # First-round messages depend only on 1-neighbourhoods: most of them repeat.
+            digest = _md5_rows_memoised(rows) if round_index == 0 else _md5_rows(rows)
+            updated[group.slots] = digest
+        hashes = updated
+    return list(map(_HEXDIGEST, map(_md5, _row_bytes(_final_messages(hashes, cells, n)))))
+
+
+def hash_cells(cells: Iterable[tuple[Sequence[Sequence[int]], Sequence[int]]]) -> list[str]:
+    """``module_hash(matrix, labels)`` for many (matrix, labels) pairs, in order; sizes may differ."""
+    items = list(cells)
+    result: list[str] = [""] * len(items)
+    by_size: dict[int, list[int]] = {}
+    for i, (matrix, labels) in enumerate(items):
+        if len(labels) != len(matrix):
+            raise ValueError(f"{len(labels)} labels for a {len(matrix)}x{len(matrix)} matrix")
+        by_size.setdefault(len(labels), []).append(i)
+    for n, indices in by_size.items():
+        if len(indices) < 8:  # numpy's fixed costs outweigh the batch
+            for i in indices:
+                result[i] = module_hash(*items[i])
+            continue
+        adjacency = np.array([items[i][0] for i in indices]).reshape(len(indices), n, n)
+        labels = np.array([[int(x) for x in items[i][1]] for i in indices], dtype=np.int64)
+        labels = labels.reshape(len(indices), n)
+        for i, digest in zip(indices, hash_arrays(adjacency, labels), strict=True):
+            result[i] = digest
+    return result
 
 
 def hash_labelings(matrix: Sequence[Sequence[int]], labelings: Sequence[Sequence[int]]) -> list[str]:
-    """``module_hash(matrix, labels)`` for each labeling of one pruned matrix."""
-    return [module_hash(matrix, labels) for labels in labelings]
+    """``module_hash(matrix, labels)`` for each labeling of one matrix."""
+    if len(labelings) < 8:
+        return [module_hash(matrix, labels) for labels in labelings]
+    base = np.asarray(matrix).astype(bool)
+    labels = np.array([[int(x) for x in row] for row in labelings], dtype=np.int64)
+    adjacency = np.broadcast_to(base, (len(labels), *base.shape))
+    return hash_arrays(adjacency, labels.reshape(len(labelings), base.shape[0]))

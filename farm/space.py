@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from farm.hashing import INPUT_LABEL, OUTPUT_LABEL, hash_labelings
+from farm.hashing import INPUT_LABEL, OUTPUT_LABEL, hash_arrays, hash_labelings
 
 NUM_OPS = 3
 # The limits the original space uses, and the largest space in which SPEC c.5 verified that equal
@@ -185,14 +185,24 @@ def _labels_of(vertices: int, code: int) -> list[int]:
     return _shared_labels(vertices)[code]
 
 
-def _hash_class(mc: MatrixClass) -> list[str]:
-    matrix = matrix_from_bits(mc.bits, mc.vertices)
-    labelings = [_labels_of(mc.vertices, int(c)) for c in mc.codes]
-    return hash_labelings(matrix, labelings)
+def _matrix_array(bits: int, vertices: int) -> np.ndarray:
+    return np.array(matrix_from_bits(bits, vertices), dtype=bool)
 
 
 def _hash_chunk(chunk: list[MatrixClass]) -> list[list[str]]:
-    return [_hash_class(mc) for mc in chunk]
+    """Hashes of every class-starting labeling, class by class (one numpy batch per size)."""
+    out: list[list[str]] = []
+    for vertices, group in itertools.groupby(chunk, key=lambda mc: mc.vertices):
+        classes = list(group)
+        sizes = [len(mc.codes) for mc in classes]
+        adjacency = np.repeat(np.stack([_matrix_array(mc.bits, vertices) for mc in classes]), sizes, axis=0)
+        interior = _labelings(vertices)[np.concatenate([mc.codes for mc in classes])]
+        labels = np.empty((len(interior), vertices), dtype=np.int64)
+        labels[:, 0], labels[:, -1], labels[:, 1:-1] = INPUT_LABEL, OUTPUT_LABEL, interior
+        hashes = hash_arrays(adjacency, labels)
+        ends = np.cumsum(sizes).tolist()
+        out.extend(hashes[end - size : end] for size, end in zip(sizes, ends, strict=True))
+    return out
 
 
 def _chunks(items: list[MatrixClass], target_cells: int) -> Iterator[list[MatrixClass]]:
@@ -221,10 +231,10 @@ def _hashed_classes(
     """(class, hashes of its labelings), in input order; hashing spread over processes."""
     total = sum(len(mc.codes) for mc in classes)
     if workers <= 1 or total < 20_000:
-        for mc in classes:
-            hashes = _hash_class(mc)
-            tick(len(hashes))
-            yield mc, hashes
+        for chunk in _chunks(classes, target_cells=20_000):
+            for mc, hashes in zip(chunk, _hash_chunk(chunk), strict=True):
+                tick(len(hashes))
+                yield mc, hashes
         return
     import multiprocessing
 
