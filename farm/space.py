@@ -346,10 +346,18 @@ def iter_original_json(cells: list[EnumeratedCell]) -> Iterator[str]:
     sort_keys=True)`` with default separators and no trailing newline (SPEC c.2 step 4)."""
     import json
 
+    texts: dict[int, str] = {}  # matrices and labels are shared lists: render each once
+
+    def text(value: list) -> str:
+        rendered = texts.get(id(value))
+        if rendered is None:
+            rendered = texts[id(value)] = json.dumps(value)
+        return rendered
+
     yield "{"
     for i, cell in enumerate(sorted(cells, key=lambda c: c.hash)):
         prefix = ", " if i else ""
-        yield f'{prefix}"{cell.hash}": {json.dumps([cell.matrix, cell.labels])}'
+        yield f'{prefix}"{cell.hash}": [{text(cell.matrix)}, {text(cell.labels)}]'
     yield "}"
 
 

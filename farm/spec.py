@@ -38,7 +38,10 @@ def parse_matrix(matrix: Any) -> np.ndarray:
         if text.startswith("["):
             import json
 
-            matrix = json.loads(text)
+            try:
+                matrix = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InvalidCellError(f"matrix is not valid JSON: {exc}") from None
         else:
             if not text or set(text) - {"0", "1"}:
                 raise InvalidCellError(f"raw adjacency must be a string of 0 and 1, got {text!r}")
@@ -48,7 +51,12 @@ def parse_matrix(matrix: Any) -> np.ndarray:
                     f"raw adjacency of length {len(text)} is not a square matrix"
                 )
             return np.array([int(c) for c in text], dtype=np.int8).reshape(size, size)
-    array = np.asarray(matrix)
+    try:
+        array = np.asarray(matrix)
+    except ValueError:  # ragged nested lists
+        raise InvalidCellError("matrix must be square (rows of different lengths)") from None
+    if array.dtype == object or array.dtype.kind in "USV":
+        raise InvalidCellError("matrix entries must be 0 or 1")
     if array.ndim != 2 or array.shape[0] != array.shape[1]:
         raise InvalidCellError(f"matrix must be square, got shape {array.shape}")
     if array.size and not np.isin(array, (0, 1)).all():
@@ -108,15 +116,8 @@ class Cell:
             raise InvalidCellError(
                 f"matrix must be strictly upper triangular (entry [{i}][{j}] is set)"
             )
-        if n == 0 or names[0] != INPUT:
-            raise InvalidCellError(f"the first op must be '{INPUT}', got {names[:1]}")
-        if names[-1] != OUTPUT:
-            raise InvalidCellError(f"the last op must be '{OUTPUT}', got '{names[-1]}'")
-        bad = [op for op in names[1:-1] if op not in AVAILABLE_OPS]
-        if bad:
-            raise InvalidCellError(
-                f"unknown op {bad[0]!r}; interior ops must be one of {', '.join(AVAILABLE_OPS)}"
-            )
+        # From here on the original's order (API _check_spec on the pruned spec, SPEC a.3): so an
+        # unknown op on a vertex that pruning removes is accepted, as by the original.
         keep = prune(raw)
         if keep is None:
             raise InvalidCellError("no path from input to output")
@@ -129,6 +130,15 @@ class Cell:
         if edges > max_edges:
             raise InvalidCellError(
                 f"{edges} edges after pruning; the space allows at most {max_edges}"
+            )
+        if names[0] != INPUT:
+            raise InvalidCellError(f"the first op must be '{INPUT}', got '{names[0]}'")
+        if names[-1] != OUTPUT:
+            raise InvalidCellError(f"the last op must be '{OUTPUT}', got '{names[-1]}'")
+        bad = [names[i] for i in keep[1:-1] if names[i] not in AVAILABLE_OPS]
+        if bad:
+            raise InvalidCellError(
+                f"unknown op {bad[0]!r}; interior ops must be one of {', '.join(AVAILABLE_OPS)}"
             )
         pruned.setflags(write=False)
         original = raw.copy()
@@ -178,5 +188,12 @@ class Cell:
 
 def cell_from_labels(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> Cell:
     """Build a cell from the enumerator's integer labels (-1, op indices, -2)."""
-    ops = [INPUT] + [AVAILABLE_OPS[int(x)] for x in labels[1:-1]] + [OUTPUT]
+    interior = [int(x) for x in labels[1:-1]]
+    if any(not 0 <= x < len(AVAILABLE_OPS) for x in interior):
+        raise InvalidCellError(
+            f"interior labels must be op indices 0..{len(AVAILABLE_OPS) - 1}, got {interior}"
+        )
+    ops = [INPUT] + [AVAILABLE_OPS[x] for x in interior] + [OUTPUT]
+    if len(labels) < 2:
+        ops = [INPUT][: len(labels)]
     return Cell.from_any(matrix, ops)
