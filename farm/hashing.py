@@ -100,7 +100,7 @@ def module_hash(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> str:
                 digest = _md5(message.encode("ascii")).hexdigest()
             hashes.append(digest)
     hashes.sort()
-    return _md5hex("['" + "', '".join(hashes) + "']")
+    return _md5hex("['" + "', '".join(hashes) + "']" if hashes else "[]")  # str(sorted(hashes))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from farm.hashing import INPUT_LABEL, OUTPUT_LABEL, hash_arrays, hash_labelings
+from farm.hashing import INPUT_LABEL, OUTPUT_LABEL, hash_arrays, hash_cells
 
 NUM_OPS = 3
 # The limits the original space uses, and the largest space in which SPEC c.5 verified that equal
@@ -317,14 +317,19 @@ def sample_cells(
     total = int(offsets[-1])
     if not 0 <= n <= total:
         raise ValueError(f"cannot sample {n} cells from a space of {total}")
-    cells = []
+    picked = []
+    matrices: dict[int, list[list[int]]] = {}
     for index in random.Random(seed).sample(range(total), n):
         i = int(np.searchsorted(offsets, index, side="right")) - 1
         mc = classes[i]
-        labels = _labels_of(mc.vertices, int(mc.codes[index - offsets[i]]))
-        matrix = matrix_from_bits(mc.bits, mc.vertices)
-        cells.append(EnumeratedCell(hash_labelings(matrix, [labels])[0], matrix, labels))
-    return cells
+        matrix = matrices.get(i)
+        if matrix is None:
+            matrix = matrices[i] = matrix_from_bits(mc.bits, mc.vertices)
+        picked.append((matrix, _labels_of(mc.vertices, int(mc.codes[index - offsets[i]]))))
+    return [
+        EnumeratedCell(digest, matrix, labels)
+        for digest, (matrix, labels) in zip(hash_cells(picked), picked, strict=True)
+    ]
 
 
 def counts_by_vertices(cells: list[EnumeratedCell]) -> dict[int, int]:
