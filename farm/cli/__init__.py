@@ -19,7 +19,8 @@ SPACE_COMMANDS = {
 }
 
 ROOT_COMMANDS = {
-    "space": ("farm.cli:space", "The NAS-Bench-101 cell space."),
+    # Not "farm.cli:space": importing the submodule farm.cli.space rebinds that package attribute.
+    "space": ("farm.cli:space_group", "The NAS-Bench-101 cell space."),
     "data": ("farm.cli.data:data", "CIFAR-10: check a placed copy, write a synthetic set."),
     "train": ("farm.cli.train:train_cmd", "Train one cell and print its metrics (resumable)."),
     "db": ("farm.cli.db:db", "Create or upgrade the job database."),
@@ -78,6 +79,6 @@ def main() -> None:
     """nasfarm: regenerate and grow NAS-Bench-101 on a job-queue training farm."""
 
 
-@click.group(cls=LazyGroup, lazy_commands=SPACE_COMMANDS)
-def space() -> None:
+@click.group("space", cls=LazyGroup, lazy_commands=SPACE_COMMANDS)
+def space_group() -> None:
     """The NAS-Bench-101 cell space: hashes, enumeration, descriptions."""
