@@ -236,13 +236,13 @@ def truncated_normal(
 ) -> torch.Tensor:
     """N(0, std^2) truncated at +-2 std, CPU float32, as TF's truncated_normal: every draw that
     falls outside is redrawn (only those, so the cost stays near one normal draw)."""
-    out = torch.empty(tuple(shape), dtype=torch.float32)
+    out = torch.empty(tuple(shape), dtype=torch.float32, device="cpu")
     flat = out.view(-1)
     flat.normal_(0.0, std, generator=generator)
     bound = 2.0 * std
     redo = (flat.abs() > bound).nonzero().squeeze(1)
     while redo.numel():
-        flat[redo] = torch.empty(redo.numel()).normal_(0.0, std, generator=generator)
+        flat[redo] = torch.empty(redo.numel(), device="cpu").normal_(0.0, std, generator=generator)
         redo = redo[flat[redo].abs() > bound]
     return out
 
@@ -267,7 +267,7 @@ def initialize(network: nn.Module, generator: torch.Generator | None = None) -> 
                 fan_out, fan_in = module.weight.shape
                 limit = math.sqrt(6.0 / (fan_in + fan_out))
                 if not module.weight.is_meta:
-                    draw = torch.empty(module.weight.shape, dtype=torch.float32)
+                    draw = torch.empty(module.weight.shape, dtype=torch.float32, device="cpu")
                     draw.uniform_(-limit, limit, generator=generator)
                     module.weight.copy_(draw)
                     if module.bias is not None:
