@@ -373,3 +373,22 @@ def test_describe_bad_input_is_a_one_line_error_with_status_2(args, stdin, messa
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert message in result.output
+
+
+def test_describe_formula_count_equals_module_count(tmp_path):
+    lines = [json.dumps({"matrix": c.matrix.tolist(), "ops": list(c.ops)}) for c in random_cells(20, 4)]
+    text = "\n".join(lines) + "\n"
+    by_module = _describe("--input", "-", input=text)
+    by_formula = _describe("--input", "-", "--count", "formula", input=text)
+    assert by_module.exit_code == 0 and by_formula.exit_code == 0
+    assert by_module.output == by_formula.output
+    assert len(by_module.output.splitlines()) == 20
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_build_has_the_cpu_weights():
+    cell = make_cell(TRUNCATION)
+    cpu = build_network(cell, SMOKE, generator=seeded(8)).state_dict()
+    with torch.device("cuda"):
+        gpu = build_network(cell, SMOKE, generator=seeded(8)).state_dict()
+    assert all(torch.equal(cpu[k], gpu[k].cpu()) for k in cpu)

@@ -51,13 +51,21 @@ def _records(stream: TextIO, name: str) -> Iterator[tuple[int, Cell]]:
             raise BadInput(f"{name} line {number}: {exc}") from None
 
 
-def describe_cell(cell: Cell, config: TrainConfig) -> dict[str, Any]:
-    """The JSON record of one cell; raises RuntimeError if module and closed form disagree."""
-    from farm import cost
-    from farm.model import meta_parameter_count
+def describe_cell(cell: Cell, config: TrainConfig, *, count: str = "module") -> dict[str, Any]:
+    """The JSON record of one cell.
 
-    counted = meta_parameter_count(cell, config)
+    ``count="module"`` counts parameters on the meta-device network and raises RuntimeError if
+    the closed form disagrees; ``count="formula"`` uses the closed form alone (~200x faster).
+    """
+    from farm import cost
+
     closed_form = cost.trainable_parameters(cell, config)
+    if count == "formula":
+        counted = closed_form
+    else:
+        from farm.model import meta_parameter_count
+
+        counted = meta_parameter_count(cell, config)
     if counted != closed_form:
         raise RuntimeError(
             f"cell {cell.hash}: the module has {counted} parameters, the closed form {closed_form}"
@@ -87,8 +95,16 @@ def describe_cell(cell: Cell, config: TrainConfig) -> dict[str, Any]:
     show_default=True,
     help="Network shape (stem channels, modules per stack).",
 )
+@click.option(
+    "--count",
+    type=click.Choice(["module", "formula"]),
+    default="module",
+    show_default=True,
+    help="Count parameters on the real torch module (meta device, checked against the closed "
+    "form) or with the closed form only (for the whole space).",
+)
 def describe_cmd(
-    matrix: str | None, ops: str | None, input_path: TextIO | None, profile: str
+    matrix: str | None, ops: str | None, input_path: TextIO | None, profile: str, count: str
 ) -> None:
     """Print hash, vertices, edges, trainable_parameters and flops of cells as JSON lines."""
     config = get_profile(profile)
@@ -101,7 +117,7 @@ def describe_cmd(
             cell = Cell.from_any(matrix, _parse_ops(ops))
         except (InvalidCellError, ValueError) as exc:
             raise BadInput(str(exc)) from None
-        click.echo(json.dumps(describe_cell(cell, config)))
+        click.echo(json.dumps(describe_cell(cell, config, count=count)))
         return
 
     name = getattr(input_path, "name", "input")
@@ -114,6 +130,6 @@ def describe_cmd(
     out = sys.stdout
     try:
         for _, cell in records:
-            out.write(json.dumps(describe_cell(cell, config)) + "\n")
+            out.write(json.dumps(describe_cell(cell, config, count=count)) + "\n")
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
