@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from binascii import hexlify
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 
 import numpy as np
 
@@ -43,6 +44,8 @@ _INITIAL: dict[tuple[int, int, int], str] = {}
 _FIRST_ROUND: dict[str, str] = {}
 _FIRST_ROUND_BYTES: dict[bytes, bytes] = {}
 _FIRST_ROUND_LIMIT = 1 << 18
+_PLANS: dict[tuple, tuple] = {}
+_PLANS_LIMIT = 1 << 16
 
 
 def _md5hex(text: str) -> str:
@@ -58,47 +61,76 @@ def initial_hash(out_degree: int, in_degree: int, label: int) -> str:
     return digest
 
 
+def _gather(neighbours: list[int]) -> tuple[int, int | itemgetter | None]:
+    """How to read the neighbours' hashes: (0, None), (1, index) or (2, itemgetter of several)."""
+    if not neighbours:
+        return 0, None
+    if len(neighbours) == 1:
+        return 1, neighbours[0]
+    return 2, itemgetter(*neighbours)
+
+
+def _plan(matrix: Sequence[Sequence[int]]) -> tuple[list[tuple[int, int]], list[tuple]]:
+    """Per vertex: (out, in) degrees and (vertex, predecessor reader, successor reader).
+
+    Cached by the matrix's entries: the space has a few thousand distinct matrices.
+    """
+    key = tuple(map(tuple, matrix))
+    plan = _PLANS.get(key)
+    if plan is None:
+        n = len(matrix)
+        if any(len(row) != n for row in key):
+            raise ValueError("matrix must be square")
+        predecessors = [[w for w in range(n) if key[w][v]] for v in range(n)]
+        successors = [[w for w in range(n) if key[v][w]] for v in range(n)]
+        degrees = [(len(successors[v]), len(predecessors[v])) for v in range(n)]
+        steps = [(v, *_gather(predecessors[v]), *_gather(successors[v])) for v in range(n)]
+        if len(_PLANS) > _PLANS_LIMIT:
+            _PLANS.clear()
+        plan = _PLANS[key] = (degrees, steps)
+    return plan
+
+
 def module_hash(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> str:
     """Hash an already pruned adjacency matrix with integer labels (one cell).
 
     ``labels`` are -1 for the input, -2 for the output and the op index for interior vertices.
     Any nonzero entry counts as an edge.
     """
-    n = len(matrix)
-    if len(labels) != n:
-        raise ValueError(f"{len(labels)} labels for a {n}x{n} matrix")
-    predecessors: list[list[int]] = [[] for _ in range(n)]
-    successors: list[list[int]] = [[] for _ in range(n)]
-    for v, row in enumerate(matrix):
-        if len(row) != n:
-            raise ValueError("matrix must be square")
-        out = successors[v]
-        for w in range(n):
-            if row[w]:
-                out.append(w)
-                predecessors[w].append(v)
-    hashes = [initial_hash(len(successors[v]), len(predecessors[v]), labels[v]) for v in range(n)]
-    neighbours = list(zip(predecessors, successors, strict=True))
+    degrees, steps = _plan(matrix)
+    if len(labels) != len(steps):
+        raise ValueError(f"{len(labels)} labels for a {len(steps)}x{len(steps)} matrix")
+    known = _INITIAL.get
+    hashes = [known((o, i, x)) or initial_hash(o, i, x) for (o, i), x in zip(degrees, labels, strict=True)]
     memo = _FIRST_ROUND
-    if len(memo) > _FIRST_ROUND_LIMIT:  # only reachable with cells from outside the space
+    if len(memo) > _FIRST_ROUND_LIMIT:  # only reachable with many cells from outside the space
         memo.clear()
-    for round_index in range(n):
+    join = "".join
+    for round_index in range(len(steps)):
         previous = hashes
         hashes = []
-        for v, (ins, outs) in enumerate(neighbours):
-            # Sorting the hex strings; a single neighbour needs no sort.
-            message = previous[ins[0]] if len(ins) == 1 else "".join(sorted([previous[w] for w in ins]))
-            if len(outs) == 1:
-                message += "|" + previous[outs[0]] + "|" + previous[v]
+        for v, in_kind, ins, out_kind, outs in steps:
+            # The concatenated, sorted hex hashes of the predecessors, then of the successors.
+            if in_kind == 1:
+                before = previous[ins]
+            elif in_kind:
+                before = join(sorted(ins(previous)))
             else:
-                message += "|" + "".join(sorted([previous[w] for w in outs])) + "|" + previous[v]
-            if round_index == 0:
+                before = ""
+            if out_kind == 1:
+                after = previous[outs]
+            elif out_kind:
+                after = join(sorted(outs(previous)))
+            else:
+                after = ""
+            message = f"{before}|{after}|{previous[v]}"
+            if round_index:
+                hashes.append(_HEXDIGEST(_md5(message.encode("ascii"))))
+            else:  # first-round messages depend on 1-neighbourhoods only: they repeat a lot
                 digest = memo.get(message)
                 if digest is None:
                     digest = memo[message] = _md5hex(message)
-            else:
-                digest = _md5(message.encode("ascii")).hexdigest()
-            hashes.append(digest)
+                hashes.append(digest)
     hashes.sort()
     return _md5hex("['" + "', '".join(hashes) + "']" if hashes else "[]")  # str(sorted(hashes))
 
