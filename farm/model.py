@@ -14,7 +14,7 @@ the channel-remainder rule). BatchNorm follows every conv; in training mode it n
 shard of ``config.bn_shard_size`` images with that shard's statistics, as the two TPU cores did
 (see :class:`ShardedBatchNorm2d` for the running statistics).
 
-Everything that decides a channel layout goes through :class:`Module`'s small helpers
+Everything that decides a channel layout goes through :class:`CellModule`'s small helpers
 (``_truncate``, ``_concat``) so that a later repeat-fused variant (several repeats of one cell as
 one network with grouped convs) can replace them without touching the graph logic.
 """
@@ -155,7 +155,7 @@ class Vertex(nn.Module):
         self.op = op
 
 
-class Module(nn.Module):
+class CellModule(nn.Module):
     """One cell instance (the original's "module"): SPEC d.4."""
 
     def __init__(
@@ -224,7 +224,7 @@ class Network(nn.Module):
             if stack > 0:
                 layers["downsample"] = nn.MaxPool2d(2, stride=2)
             for m in range(config.modules_per_stack):
-                layers[f"module{m}"] = Module(matrix, ops, c_prev, c_stack, config, device)
+                layers[f"module{m}"] = CellModule(matrix, ops, c_prev, c_stack, config, device)
                 c_prev = c_stack
             self.add_module(f"stack{stack}", nn.Sequential(layers))
         self.num_stacks = config.num_stacks

@@ -234,3 +234,21 @@ def test_flops_grow_with_convs():
     large = cost.forward_flops(make_cell(SPACE_MAXIMUM))
     inception = cost.forward_flops(make_cell(INCEPTION_README))
     assert small < inception < large
+
+
+@pytest.mark.slow
+def test_whole_space_parameter_range_and_median():
+    """Over all 423,624 cells: the SPEC's range (227,274 ... 49,979,274, SPEC h) at the SPEC's
+    extreme hashes, and the full-space median of 5.36M from the research note (training-anchors
+    section 1.1)."""
+    from farm.space import enumerate_cells
+
+    counts: dict[str, int] = {}
+    for c in enumerate_cells():
+        counts[c.hash] = cost.cost_from_labels(c.matrix, c.labels)[0]
+    assert len(counts) == 423_624
+    assert min(counts.values()) == 227_274 == counts[SPACE_MINIMUM[2]]
+    assert max(counts.values()) == 49_979_274 == counts[SPACE_MAXIMUM[2]]
+    ordered = sorted(counts.values())
+    median = (ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2
+    assert median == pytest.approx(5.36e6, rel=0.001)
