@@ -1,0 +1,500 @@
+"""The Ray driver loop: claim jobs for idle workers, dispatch them, handle every way a job can end.
+
+One loop, single-threaded, woken by Ray as soon as any worker finishes, starts or dies:
+
+- pool: every few seconds the alive nodes are read and the fleet is grown or shrunk to the
+  number of job slots (``scheduler.pool``); workers on a vanished node are dropped.
+- claim: enough jobs for the idle workers plus a small prefetch, in one short database statement.
+  Prefetched jobs wait in the driver, which heartbeats their leases.
+- outcomes: a worker reports done / failed / released / lost after writing it itself. A worker that
+  died (process killed, node lost) raises an actor error here, and the driver hands the job back
+  at once with ``fail(retryable=True)``: a crash counts as an attempt, the queue decides the rest.
+- reap: expired leases (a driver killed with -9, a partition) go back to pending.
+- stop: the first SIGTERM/SIGINT stops claiming, releases prefetched jobs, asks every busy worker
+  to checkpoint and release, and waits up to ``drain_timeout_s``; a second signal exits at once.
+
+The database is the only source of truth: Ray's retries are off, and the loop keeps going through a
+database outage (its own calls back off; the workers' writes retry on their side).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import ray
+import ray.exceptions
+
+from db.errors import DatabaseUnavailable
+from scheduler.cluster import connect
+from scheduler.fleet import Fleet, Worker
+from scheduler.pool import WorkerShape, alive_nodes, choose_shape, pool_target
+from scheduler.signals import StopRequest
+from workers import storage as ckpt_storage
+from workers.actor import DONE, FAILED, LOST, REFUSED, RELEASED
+from workers.dbretry import GaveUp, retry_db
+from workers.job import JobRunner
+
+log = logging.getLogger("nasfarm.run")
+
+ACTIVE_STATUSES = ("pending", "running")
+FINISHED_STATUSES = ("done", "failed", "cancelled")
+
+
+class FarmError(RuntimeError):
+    """The run cannot go on (workers cannot start, the cluster has no usable resources...)."""
+
+
+@dataclass
+class RunSummary:
+    campaigns: list[str]
+    owner: str
+    done: int = 0  # results committed by this run's workers
+    failed: int = 0  # attempts that ended in an error (retried later or failed for good)
+    released: int = 0  # jobs handed back as preempted (no attempt charged)
+    lost: int = 0  # attempts whose lease had gone (nothing written)
+    worker_deaths: int = 0  # actors that died mid-job (process killed, node lost)
+    abandoned: int = 0  # jobs still running when the driver exited (their leases expire)
+    dispatched: int = 0
+    workers_started: int = 0
+    interrupted: str | None = None  # the signal that stopped the run, if any
+    elapsed_s: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)  # the campaigns' jobs by status at the end
+    idle_gaps_s: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def complete(self) -> bool:
+        """True when the campaigns have no pending or running job left."""
+        return not any(self.counts.get(s, 0) for s in ACTIVE_STATUSES)
+
+    def idle_gap_percentile(self, q: int) -> float | None:
+        """The q-th percentile (1..99) of a worker's idle time between two jobs, in seconds."""
+        gaps = self.idle_gaps_s
+        if len(gaps) < 2:
+            return gaps[0] if gaps else None
+        return statistics.quantiles(gaps, n=100, method="inclusive")[q - 1]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("idle_gaps_s")
+        data["idle_gap_p50_s"] = self.idle_gap_percentile(50)
+        data["idle_gap_p99_s"] = self.idle_gap_percentile(99)
+        data["complete"] = self.complete
+        return data
+
+
+@dataclass
+class RunOptions:
+    address: str | None = None
+    gpus_per_job: float = 1.0
+    cpus_per_job: float | None = None
+    max_workers: int | None = None
+    storage: str | None = None
+    data_dir: str | None = None
+    lease_ttl_s: float = 120.0
+    retry_backoff_s: float = 30.0  # first delay before a failed/crashed job runs again (doubles)
+    follow: bool = False
+    device: str = "auto"
+    prefetch: int = 1
+    keep_checkpoints: bool = False
+    drain_timeout_s: float = 45.0
+    poll_interval_s: float = 0.5
+    resize_interval_s: float = 2.0
+    progress: bool | None = None  # None: a bar when stderr is a terminal
+    job_runner: JobRunner | None = None  # the benchmark's near-zero-work job; None = farm.train
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def run_campaigns(
+    engine_url: str,
+    campaigns: Sequence[str] = (),
+    *,
+    stop: StopRequest | None = None,
+    on_progress: Callable[[dict[str, int]], None] | None = None,
+    **options: Any,
+) -> RunSummary:
+    """Work through ``campaigns`` (all campaigns when empty) on a Ray cluster until none of their
+    jobs is pending or running (or for ever with ``follow=True``), then return what happened.
+
+    Options are those of :class:`RunOptions` (``address``, ``gpus_per_job``, ``storage``...).
+    Installs SIGTERM/SIGINT handlers when called from the main thread; pass ``stop`` to control
+    stopping yourself (``stop.request()``).
+    """
+    opts = RunOptions(**options)
+    from db.campaigns import get_campaign
+    from db.engine import make_engine
+    from db.queue import JobQueue
+
+    engine = make_engine(engine_url)
+    for name in campaigns:
+        get_campaign(engine, name)  # UnknownCampaign before anything starts
+    queue = JobQueue(engine, backoff_base=opts.retry_backoff_s)
+    payload = _load_payload(opts)
+    cluster = connect(opts.address)
+    try:
+        # After ray.init, which installs its own SIGTERM handler (exit at once) in the driver.
+        with stop or StopRequest() as stopping:
+            driver = Driver(queue, engine_url, list(campaigns), opts, payload, stopping, on_progress)
+            return driver.run()
+    finally:
+        # Disconnecting also ends this driver's actors (owned by it, not detached) and, for the
+        # embedded default, the local cluster.
+        cluster.disconnect()
+
+
+def _load_payload(opts: RunOptions) -> dict[str, Any]:
+    from farm.data import default_data_dir, load_cifar10
+    from workers.data import to_payload
+
+    return to_payload(load_cifar10(opts.data_dir or default_data_dir()))
+
+
+class Driver:
+    def __init__(
+        self,
+        queue: Any,
+        engine_url: str,
+        campaigns: list[str],
+        opts: RunOptions,
+        payload: dict[str, Any],
+        stop: StopRequest,
+        on_progress: Callable[[dict[str, int]], None] | None = None,
+    ):
+        self.queue = queue
+        self.campaigns = campaigns
+        self.opts = opts
+        self.stop = stop
+        self.on_progress = on_progress
+        self.owner = default_owner()
+        self.summary = RunSummary(campaigns=list(campaigns), owner=self.owner)
+        self.buffer: list[Any] = []  # claimed, not yet dispatched (prefetch)
+        self.hand_backs: list[tuple[Any, str]] = []  # dead workers' jobs, while the database is away
+        self.started = time.monotonic()
+        self.storage_root = ckpt_storage.resolve_storage(opts.storage)
+        data_ref = ray.put(payload)  # once; Ray copies it once to each node that runs a worker
+        cluster_gpus = sum(n.resources.get("GPU", 0.0) for n in alive_nodes())
+        self.shape: WorkerShape = choose_shape(cluster_gpus, opts.gpus_per_job, opts.cpus_per_job)
+        self.fleet = Fleet(self.shape, {
+            "engine_url": engine_url,
+            "data_payload": data_ref,
+            "storage_root": self.storage_root,
+            "device": opts.device,
+            "lease_ttl_s": opts.lease_ttl_s,
+            "retry_backoff_s": opts.retry_backoff_s,
+            "cpus": self.shape.cpus,
+            "keep_checkpoints": opts.keep_checkpoints,
+            "job_runner": opts.job_runner,
+        })
+        self.heartbeat_s = max(opts.lease_ttl_s / 4.0, 0.05)
+        self.reap_every_s = max(opts.lease_ttl_s / 4.0, 1.0)
+        self.draining_since: float | None = None
+        self.init_failures = 0
+        self.last_init_error: str | None = None
+        self.next_claim = 0.0
+        self.next_resize = 0.0
+        self.next_reap = 0.0
+        self.next_beat = 0.0
+        self.next_count = 0.0
+        self.counts: dict[str, int] = {}
+        self.db_down_until = 0.0
+        self.capacity_warned = False
+        self.bar = None
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        log.info("driver %s: %s, storage %s", self.owner, self.shape.describe(), self.storage_root)
+        self._open_bar()
+        try:
+            while True:
+                now = time.monotonic()
+                if self.stop.requested.is_set() and self.draining_since is None:
+                    self._begin_drain()
+                if self.draining_since is not None:
+                    if not self.fleet.busy() or now - self.draining_since > self.opts.drain_timeout_s:
+                        break
+                else:
+                    if now >= self.next_resize:
+                        self._resize()
+                    if self._finished(now):
+                        break
+                    self._maintain(now)
+                    self._claim(now)
+                    self._dispatch()
+                self._wait()
+        finally:
+            self._close()
+        return self.summary
+
+    def _db(self, call: Callable[[], Any], what: str, default: Any = None) -> Any:
+        """One driver-side database call; an outage is logged and skipped, the loop goes on."""
+        if time.monotonic() < self.db_down_until:
+            return default
+        try:
+            return call()
+        except DatabaseUnavailable as exc:
+            log.warning("%s: %s (retrying in a moment)", what, exc)
+            self.db_down_until = time.monotonic() + 2.0
+            return default
+
+    # -- pool ----------------------------------------------------------------------------------
+
+    def _resize(self) -> None:
+        self.next_resize = time.monotonic() + self.opts.resize_interval_s
+        nodes = alive_nodes()
+        for worker in self.fleet.on_nodes(n.node_id for n in nodes):
+            log.warning("node of %s is gone; dropping the worker", worker.describe())
+        target = pool_target((n.resources for n in nodes), self.shape, self.opts.max_workers)
+        if target == 0 and not self.capacity_warned:
+            log.warning("the cluster has no slot for %s; waiting for nodes", self.shape.describe())
+            self.capacity_warned = True
+        elif target:
+            self.capacity_warned = False
+        before = len(self.fleet)
+        self.fleet.resize(target)
+        self.summary.workers_started = self.fleet.created
+        if len(self.fleet) != before:
+            log.info("worker pool %d -> %d", before, len(self.fleet))
+
+    # -- database upkeep ----------------------------------------------------------------------
+
+    def _maintain(self, now: float) -> None:
+        self._flush_hand_backs()
+        if now >= self.next_reap:
+            self.next_reap = now + self.reap_every_s
+            reaped = self._db(lambda: self.queue.reap(self.opts.lease_ttl_s), "reap", 0)
+            if reaped:
+                log.warning("reaped %d expired lease(s)", reaped)
+        if now >= self.next_beat and self.buffer:
+            self.next_beat = now + self.heartbeat_s
+            kept = []
+            for job in self.buffer:
+                alive = self._db(lambda j=job: self.queue.heartbeat(j.job_id, j.lease_token),
+                                 "heartbeat (prefetched)", True)
+                if alive:
+                    kept.append(job)
+                else:
+                    log.warning("prefetched job %d lost its lease", job.job_id)
+            self.buffer = kept
+
+    def _claim(self, now: float) -> None:
+        idle = self.fleet.idle()
+        if not idle or now < self.next_claim:
+            return
+        wanted = len(idle) + self.opts.prefetch - len(self.buffer)
+        if wanted <= 0:
+            return
+        claimed = self._db(
+            lambda: self.queue.claim(wanted, self.owner, campaigns=self.campaigns or None),
+            "claim", [],
+        )
+        self.buffer.extend(claimed)
+        if len(claimed) < wanted:
+            # The queue is dry (or backing off): ask again after a poll interval, not in a spin.
+            self.next_claim = now + self.opts.poll_interval_s
+
+    def _dispatch(self) -> None:
+        for worker in self.fleet.idle():
+            if not self.buffer:
+                return
+            job = self.buffer.pop(0)
+            worker.job = job
+            worker.run_ref = worker.handle.run_job.remote(job)
+            worker.preempt_sent = False
+            self.summary.dispatched += 1
+
+    def _finished(self, now: float) -> bool:
+        if now < self.next_count:
+            return False
+        self.next_count = now + max(self.opts.poll_interval_s, 0.5)
+        counts = self._db(lambda: self.queue.counts(self.campaigns or None), "counts")
+        if counts is None:
+            return False
+        self.counts = counts
+        self._update_bar()
+        if self.opts.follow or self.buffer or self.fleet.busy():
+            return False
+        return not any(counts.get(s, 0) for s in ACTIVE_STATUSES)
+
+    # -- waiting for Ray -------------------------------------------------------------------------
+
+    def _wait(self) -> None:
+        refs = self.fleet.refs()
+        timeout = self.opts.poll_interval_s
+        if self.buffer and self.fleet.idle():
+            timeout = 0.0
+        if not refs:
+            time.sleep(timeout)
+            return
+        ready, _ = ray.wait(list(refs), num_returns=1, timeout=timeout)
+        if ready:
+            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+        for ref in ready:
+            kind, worker = refs[ref]
+            if kind == "ready":
+                self._on_ready(worker, ref)
+            else:
+                self._on_outcome(worker, ref)
+
+    def _on_ready(self, worker: Worker, ref: Any) -> None:
+        worker.ready_ref = None
+        try:
+            worker.info = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            self.fleet.remove(worker)
+            self.init_failures += 1
+            self.last_init_error = _first_line(exc)
+            log.warning("a worker failed to start: %s", self.last_init_error)
+            if self.init_failures >= 3 and not any(w.ready for w in self.fleet.workers.values()):
+                raise FarmError(f"workers cannot start: {self.last_init_error}") from exc
+            return
+        self.init_failures = 0
+        log.info("worker ready: %s (%s)", worker.info["node"], worker.info["device"])
+
+    def _on_outcome(self, worker: Worker, ref: Any) -> None:
+        job = worker.job
+        worker.job, worker.run_ref = None, None
+        try:
+            outcome = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            # run_job itself raised (it catches training errors, so this is a bug in the worker):
+            # the job is charged an attempt and retried within its budget.
+            log.error("worker %s crashed on job %d: %s", worker.describe(), job.job_id, exc)
+            self._hand_back(job, f"worker error: {exc}")
+            self.summary.failed += 1
+            return
+        except ray.exceptions.RayError as exc:
+            self.summary.worker_deaths += 1
+            self.fleet.remove(worker)
+            reason = _first_line(exc)
+            log.warning("worker %s died running job %d: %s", worker.describe(), job.job_id, reason)
+            self._hand_back(job, f"worker lost ({worker.describe()}): {reason}")
+            return
+        self._count(outcome)
+        if worker.last_finished_at is not None and outcome["status"] in (DONE, FAILED):
+            self.summary.idle_gaps_s.append(max(outcome["started_at"] - worker.last_finished_at, 0.0))
+        worker.last_finished_at = outcome["finished_at"]
+        if outcome.get("worker_exiting"):
+            log.warning("worker %s is draining (SIGTERM); retiring it", worker.describe())
+            self.fleet.remove(worker)
+
+    def _count(self, outcome: dict[str, Any]) -> None:
+        status = outcome["status"]
+        if status == DONE:
+            self.summary.done += 1
+        elif status == FAILED:
+            self.summary.failed += 1
+            log.warning("job %d failed (%s): %s", outcome["job_id"],
+                        "will retry" if outcome.get("retryable") else "final", outcome.get("error"))
+        elif status in (RELEASED, REFUSED):
+            self.summary.released += 1
+        elif status == LOST:
+            self.summary.lost += 1
+            log.warning("job %d: lease lost; its result was not written", outcome["job_id"])
+
+    def _hand_back(self, job: Any, error: str) -> None:
+        """The job's worker is gone: fail this attempt now (retryable) instead of waiting for the TTL.
+
+        During a database outage the call is queued and retried by the loop; if the lease expires
+        first, the reaper does the same thing.
+        """
+        self.hand_backs.append((job, error))
+        self._flush_hand_backs()
+
+    def _flush_hand_backs(self) -> None:
+        while self.hand_backs:
+            job, error = self.hand_backs[0]
+            written = self._db(
+                lambda j=job, e=error: self.queue.fail(j.job_id, j.lease_token, e, retryable=True),
+                f"job {job.job_id}: hand back", None,
+            )
+            if written is None:
+                return
+            self.hand_backs.pop(0)
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def _begin_drain(self) -> None:
+        self.draining_since = time.monotonic()
+        self.summary.interrupted = self.stop.signal_name or "stop requested"
+        busy = self.fleet.busy()
+        log.warning("%s: stopping; %d running job(s) checkpoint and go back to pending",
+                    self.summary.interrupted, len(busy))
+        for worker in busy:
+            worker.handle.preempt.remote(worker.job.job_id)
+            worker.preempt_sent = True
+        for job in self.buffer:
+            self._release(job)
+        self.buffer.clear()
+
+    def _release(self, job: Any) -> None:
+        try:
+            if retry_db(lambda: self.queue.release(job.job_id, job.lease_token, reason="preempted"),
+                        what=f"job {job.job_id}: release", deadline_s=10.0):
+                self.summary.released += 1
+        except GaveUp as exc:
+            log.warning("%s; the reaper will take it after the lease TTL", exc)
+
+    def _close(self) -> None:
+        self._close_bar()
+        self.db_down_until = 0.0
+        self._flush_hand_backs()
+        self.summary.abandoned = len(self.fleet.busy())
+        for worker in self.fleet.busy():
+            log.warning("job %d still running on %s at exit; its lease will expire",
+                        worker.job.job_id, worker.describe())
+        self.fleet.shutdown()
+        with contextlib.suppress(GaveUp):  # keep the last counts seen
+            self.counts = retry_db(lambda: self.queue.counts(self.campaigns or None),
+                                   what="final counts", deadline_s=5.0)
+        self.summary.counts = dict(self.counts)
+        self.summary.elapsed_s = time.monotonic() - self.started
+
+    # -- progress bar ----------------------------------------------------------------------------
+
+    def _open_bar(self) -> None:
+        show = self.opts.progress if self.opts.progress is not None else sys.stderr.isatty()
+        if not show:
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=0, unit="job", desc="nasfarm run", dynamic_ncols=True)
+
+    def _update_bar(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(dict(self.counts))
+        if self.bar is None:
+            return
+        total = sum(self.counts.values())
+        finished = sum(self.counts.get(s, 0) for s in FINISHED_STATUSES)
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.n = finished
+        self.bar.set_postfix(
+            running=self.counts.get("running", 0),
+            failed=self.counts.get("failed", 0),
+            workers=len(self.fleet.idle()) + len(self.fleet.busy()),
+            refresh=False,
+        )
+        self.bar.refresh()
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,120 @@
+"""The driver's worker actors: creating them to a target size, tracking what each one is doing.
+
+A worker is ``starting`` until its ``ready()`` call returns (constructor done, dataset mapped),
+then ``idle`` or ``busy`` with one job. The fleet only bookkeeps; the driver decides.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from scheduler.pool import WorkerShape
+from workers.actor import ACTOR_OPTIONS, FarmWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Worker:
+    key: int
+    handle: Any  # ray ActorHandle
+    ready_ref: Any | None  # ObjectRef of ready() while starting
+    info: dict[str, Any] | None = None  # ready()'s answer: pid, node, node_id, device
+    job: Any | None = None  # the ClaimedJob it is running
+    run_ref: Any | None = None
+    preempt_sent: bool = False
+    last_finished_at: float | None = None  # worker clock, for the idle gap between jobs
+
+    @property
+    def ready(self) -> bool:
+        return self.info is not None
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None
+
+    @property
+    def node_id(self) -> str | None:
+        return self.info["node_id"] if self.info else None
+
+    def describe(self) -> str:
+        return self.info["node"] if self.info else f"worker #{self.key} (starting)"
+
+
+class Fleet:
+    def __init__(self, shape: WorkerShape, actor_kwargs: dict[str, Any]):
+        self.shape = shape
+        self.actor_kwargs = actor_kwargs
+        self.remote_class = ray.remote(**ACTOR_OPTIONS)(FarmWorker)
+        self.workers: dict[int, Worker] = {}
+        self._keys = itertools.count(1)
+        self.created = 0
+
+    def __len__(self) -> int:
+        return len(self.workers)
+
+    def spawn(self) -> Worker:
+        handle = self.remote_class.options(
+            num_cpus=self.shape.cpus, num_gpus=self.shape.gpus or None
+        ).remote(**self.actor_kwargs)
+        worker = Worker(key=next(self._keys), handle=handle, ready_ref=handle.ready.remote())
+        self.workers[worker.key] = worker
+        self.created += 1
+        return worker
+
+    def resize(self, target: int) -> None:
+        """Grow to ``target`` workers, or shrink by retiring idle ones (never a busy one)."""
+        while len(self.workers) < target:
+            self.spawn()
+        if len(self.workers) > target:
+            # Retire workers that cannot be placed first, then idle ones.
+            spare = sorted(
+                (w for w in self.workers.values() if not w.busy),
+                key=lambda w: (w.ready, w.key),
+            )
+            for worker in spare[: len(self.workers) - target]:
+                self.remove(worker)
+
+    def remove(self, worker: Worker) -> None:
+        self.workers.pop(worker.key, None)
+        try:
+            ray.kill(worker.handle, no_restart=True)
+        except Exception as exc:  # already dead: nothing to kill
+            log.debug("kill %s: %s", worker.describe(), exc)
+
+    def on_nodes(self, alive_node_ids: Iterable[str]) -> list[Worker]:
+        """Forget ready workers whose node is gone (the busy ones also surface as actor errors)."""
+        alive = set(alive_node_ids)
+        gone = [w for w in self.workers.values() if w.ready and w.node_id not in alive and not w.busy]
+        for worker in gone:
+            self.remove(worker)
+        return gone
+
+    def starting(self) -> list[Worker]:
+        return [w for w in self.workers.values() if not w.ready]
+
+    def idle(self) -> list[Worker]:
+        return [w for w in self.workers.values() if w.ready and not w.busy]
+
+    def busy(self) -> list[Worker]:
+        return [w for w in self.workers.values() if w.busy]
+
+    def refs(self) -> dict[Any, tuple[str, Worker]]:
+        """Every object ref the driver waits on: ready() of starting workers, run_job() of busy ones."""
+        refs: dict[Any, tuple[str, Worker]] = {}
+        for worker in self.workers.values():
+            if worker.ready_ref is not None:
+                refs[worker.ready_ref] = ("ready", worker)
+            if worker.run_ref is not None:
+                refs[worker.run_ref] = ("run", worker)
+        return refs
+
+    def shutdown(self) -> None:
+        for worker in list(self.workers.values()):
+            self.remove(worker)

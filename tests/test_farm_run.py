@@ -1,0 +1,139 @@
+"""The farm end to end: real ``nasfarm run`` processes on a real Ray cluster and PostgreSQL, the
+smoke profile on synthetic CIFAR-format data, and real faults (kill -9, SIGTERM, poison cells)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_farm import kill_hard, worker_pid
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+FAST_RETRY = ("--retry-backoff", "0.5")
+
+
+def assert_each_job_done_once(farm) -> None:
+    jobs = farm.jobs()
+    results = farm.results()
+    assert [j["status"] for j in jobs] == ["done"] * len(jobs)
+    assert sorted(r["job_id"] for r in results) == [j["id"] for j in jobs]
+    done_events = Counter(e["job_id"] for e in farm.events("end") if e["status"] == "done")
+    assert set(done_events.values()) == {1}
+
+
+def starts(farm, job_id: int) -> list[float]:
+    return [e["resumed_from_epoch"] for e in farm.events("start") if e["job_id"] == job_id]
+
+
+def test_two_drivers_share_a_campaign_and_a_poison_job_fails_after_max_attempts(farm):
+    hashes = farm.create_campaign("shared", 5, max_attempts=3)
+    poison = hashes[2]
+    env = {"NASFARM_POISON_HASHES": poison}
+    runs = [farm.start_run("--campaign", "shared", "--max-workers", "1", *FAST_RETRY, env=env)
+            for _ in range(2)]
+    summaries = [farm.finish(run) for run in runs]
+    assert [s["returncode"] for s in summaries] == [0, 0], summaries[0]["stderr"][-3000:]
+
+    jobs = {j["cell_hash"]: j for j in farm.jobs()}
+    bad = jobs.pop(poison)
+    assert bad["status"] == "failed"
+    assert bad["attempts"] == 3
+    assert "poison cell (NASFARM_POISON_HASHES)" in bad["last_error"]
+    assert "Traceback" in bad["last_error"]
+    assert {j["status"] for j in jobs.values()} == {"done"}
+    results = farm.results()
+    assert sorted(r["job_id"] for r in results) == sorted(j["id"] for j in jobs.values())
+    assert all(r["final_validation_accuracy"] is not None for r in results)
+    # Both drivers claimed work, and no job was claimed by both at once (one result each above).
+    owners = {e["owner"] for e in farm.events("claim")}
+    assert len(owners) == 2
+    assert sum(s["done"] for s in summaries) == 4
+    assert all(s["complete"] for s in summaries)
+
+
+def test_killed_and_terminated_workers_resume_from_their_checkpoints(farm):
+    farm.create_campaign("faults", 3)
+    # A long TTL: the killed worker's job must come back because the driver noticed, not the reaper.
+    run = farm.start_run("--campaign", "faults", *FAST_RETRY, lease_ttl=600)
+    running = farm.wait(lambda: len(farm.running_with_checkpoint()) >= 2 and farm.running_with_checkpoint(),
+                        timeout=90, what="two running jobs with an epoch checkpoint")
+    killed, drained = running[0], running[1]
+    kill_hard(worker_pid(killed))
+    os.kill(worker_pid(drained), signal.SIGTERM)
+    summary = farm.finish(run)
+    assert summary["returncode"] == 0, summary["stderr"][-3000:]
+    assert summary["worker_deaths"] == 1
+
+    assert_each_job_done_once(farm)
+    jobs = {j["id"]: j for j in farm.jobs()}
+    results = {r["job_id"]: r for r in farm.results()}
+    # kill -9: the crash cost an attempt; the re-run resumed from the epoch checkpoint.
+    assert jobs[killed["id"]]["attempts"] == 2
+    assert starts(farm, killed["id"])[0] == 0.0 and starts(farm, killed["id"])[1] >= 1.0
+    assert results[killed["id"]]["resumed_from_epoch"] >= 1.0
+    ends = [e for e in farm.events("end") if e["job_id"] == killed["id"]]
+    assert ends[0]["status"] == "pending" and "worker lost" in ends[0]["error"]
+    # SIGTERM to a worker: checkpoint + release, no attempt charged, resumed where it stopped.
+    assert jobs[drained["id"]]["attempts"] == 1
+    assert jobs[drained["id"]]["preemptions"] == 1
+    assert starts(farm, drained["id"])[1] >= 1.0
+    # Checkpoints are removed once results are committed.
+    assert not any(Path(j["checkpoint_location"]).exists() for j in jobs.values())
+
+
+def test_sigterm_to_run_releases_jobs_and_a_second_run_resumes_them(farm):
+    farm.create_campaign("preempt", 3)
+    run = farm.start_run("--campaign", "preempt", *FAST_RETRY)
+    running = farm.wait(lambda: len(farm.running_with_checkpoint()) >= 2 and farm.running_with_checkpoint(),
+                        timeout=90, what="two running jobs with an epoch checkpoint")
+    signalled = time.monotonic()
+    run.send_signal(signal.SIGTERM)
+    summary = farm.finish(run, timeout=60)
+    assert time.monotonic() - signalled < 60
+    assert summary["returncode"] == 128 + signal.SIGTERM, summary["stderr"][-3000:]
+    assert summary["interrupted"] == "SIGTERM" and summary["abandoned"] == 0
+
+    jobs = {j["id"]: j for j in farm.jobs()}
+    assert "running" not in {j["status"] for j in jobs.values()}
+    for job in running:
+        after = jobs[job["id"]]
+        assert after["status"] == "pending"
+        assert after["attempts"] == 0  # a preemption is not charged
+        assert after["preemptions"] == 1
+        assert Path(after["checkpoint_location"]).exists()
+
+    second = farm.finish(farm.start_run("--campaign", "preempt", *FAST_RETRY))
+    assert second["returncode"] == 0, second["stderr"][-3000:]
+    assert_each_job_done_once(farm)
+    results = {r["job_id"]: r for r in farm.results()}
+    for job in running:
+        assert results[job["id"]]["resumed_from_epoch"] >= 1.0
+        assert starts(farm, job["id"])[-1] >= 1.0
+
+
+def test_kill_9_of_run_jobs_come_back_after_the_lease_ttl(farm):
+    farm.create_campaign("orphans", 2)
+    ttl = 6.0
+    run = farm.start_run("--campaign", "orphans", *FAST_RETRY, lease_ttl=ttl)
+    running = farm.wait(lambda: [j for j in farm.jobs() if j["status"] == "running" and j["lease_node"]],
+                        timeout=90, what="a started job")
+    run.kill()
+    run.communicate()
+    killed_at = time.monotonic()
+
+    second = farm.finish(farm.start_run("--campaign", "orphans", *FAST_RETRY, lease_ttl=ttl))
+    assert second["returncode"] == 0, second["stderr"][-3000:]
+    assert_each_job_done_once(farm)
+    # The orphaned leases expired (no heartbeat for the TTL) and were reaped, charging the attempt.
+    reaps = {e["job_id"]: e for e in farm.events("reap")}
+    assert {j["id"] for j in running} <= set(reaps)
+    assert all("lease expired" in e["error"] for e in reaps.values())
+    assert time.monotonic() - killed_at >= ttl
+    jobs = {j["id"]: j for j in farm.jobs()}
+    assert all(jobs[j["id"]]["attempts"] == 2 for j in running)

@@ -1,0 +1,252 @@
+"""The worker actor: runs ONE job at a time, from its lease to its result.
+
+For each job: record the attempt (with the epoch its checkpoint resumes from), start the lease
+keeper thread, train (resuming from the job's checkpoint, checkpointing every epoch to the job's
+location in ``--storage``), then write the result and the done status in one fenced transaction
+and remove the checkpoint. Every database write retries through outages (``workers.dbretry``).
+
+Stopping: ``preempt(job_id)`` (from the driver, on its own thread: a separate concurrency group)
+and SIGTERM/SIGINT to this process (a node drain, a spot reclaim) make training checkpoint at its
+next step and the job go back to pending as preempted, without charging an attempt. A lost lease
+stops training too, but then nothing more is written: the job belongs to someone else.
+
+The actor is created by the driver with ``max_restarts=0`` and ``max_task_retries=0``: when it dies,
+the driver hands the job back to the database, which alone decides about retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+import ray
+
+from workers import storage
+from workers.dbretry import retry_db
+from workers.heartbeat import LeaseKeeper
+from workers.job import JobRunner, build_train_job, checkpoint_epoch, describe_error, is_retryable
+
+log = logging.getLogger(__name__)
+
+# Outcome statuses returned to the driver.
+DONE = "done"  # result committed
+FAILED = "failed"  # error recorded; the queue retries it (backoff) or marks it failed
+RELEASED = "released"  # preempted: checkpointed and back to pending, attempt not charged
+LOST = "lost"  # the lease was gone: nothing written
+REFUSED = "refused"  # the worker is draining: job released untouched
+
+
+class FarmWorker:
+    """Plain class; the driver makes it a Ray actor (``ray.remote(FarmWorker).options(...)``)."""
+
+    def __init__(
+        self,
+        engine_url: str,
+        data_payload: dict[str, Any],
+        *,
+        storage_root: str,
+        device: str = "auto",
+        lease_ttl_s: float = 120.0,
+        retry_backoff_s: float = 30.0,
+        cpus: float = 1.0,
+        keep_checkpoints: bool = False,
+        job_runner: JobRunner | None = None,
+    ):
+        from db.engine import make_engine
+        from db.queue import JobQueue
+        from workers.data import from_payload
+
+        self.queue = JobQueue(make_engine(engine_url), backoff_base=retry_backoff_s)
+        self.data = from_payload(data_payload)
+        self.storage_root = storage_root
+        self.device = _resolve_device(device)
+        self.heartbeat_s = max(lease_ttl_s / 4.0, 0.05)
+        self.keep_checkpoints = keep_checkpoints
+        self.job_runner = job_runner
+        self.pid = os.getpid()
+        self.node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}/pid{self.pid}"
+        if self.device == "cpu":
+            import torch
+
+            torch.set_num_threads(max(int(cpus), 1))
+        self._lock = threading.Lock()
+        self._current: int | None = None  # job id being trained
+        self._stop = threading.Event()  # polled by train() at every step
+        self._stop_reason: str | None = None
+        self._preempt_before_start: set[int] = set()
+        self._draining = False  # SIGTERM/SIGINT: finish the current job's release, take no more
+        self._install_signal_handlers()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        # Ray runs actor constructors on the process's main thread, where handlers must be set.
+        if threading.current_thread() is not threading.main_thread():
+            log.warning("worker %s: not on the main thread; SIGTERM will not checkpoint", self.node)
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        with self._lock:
+            self._draining = True
+            if self._current is not None:
+                self._request_stop("drained")
+
+    def _request_stop(self, reason: str) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._stop.set()
+
+    def ready(self) -> dict[str, Any]:
+        """Called once by the driver: the worker is constructed (data loaded) and where it runs."""
+        return {
+            "pid": self.pid,
+            "node": self.node,
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "device": self.device,
+        }
+
+    @ray.method(concurrency_group="control")
+    def preempt(self, job_id: int) -> bool:
+        """Checkpoint and release ``job_id`` now (or as soon as it starts). True if it was running."""
+        with self._lock:
+            if self._current == job_id:
+                self._request_stop("preempted")
+                return True
+            self._preempt_before_start.add(job_id)
+            return False
+
+    # -- one job -----------------------------------------------------------------------------------
+
+    def run_job(self, job: Any) -> dict[str, Any]:
+        """Train one claimed job (a ``db.queue.ClaimedJob``) and record how it ended."""
+        started_at = time.time()
+        with self._lock:
+            refused = self._draining or job.job_id in self._preempt_before_start
+            self._preempt_before_start.discard(job.job_id)
+            if not refused:
+                self._current = job.job_id
+                self._stop.clear()
+                self._stop_reason = None
+        if refused:
+            ok = retry_db(lambda: self.queue.release(job.job_id, job.lease_token, reason="preempted"),
+                          what=f"job {job.job_id}: release")
+            return self._outcome(job, REFUSED if self._draining else RELEASED, started_at, released=ok)
+        try:
+            return self._run(job, started_at)
+        finally:
+            with self._lock:
+                self._current = None
+            if self.device.startswith("cuda"):
+                import torch
+
+                torch.cuda.empty_cache()
+
+    def _run(self, job: Any, started_at: float) -> dict[str, Any]:
+        from farm.train import Stopped
+
+        queue, token = self.queue, job.lease_token
+        location = job.checkpoint_location or storage.checkpoint_location(self.storage_root, job)
+        try:
+            train_job = build_train_job(job)
+            resumed_epoch = checkpoint_epoch(train_job, location)
+        except Exception as exc:  # a bad cell or profile: fail fast, nothing to train
+            return self._fail(job, exc, started_at, resumed_epoch=0.0)
+
+        if not retry_db(lambda: queue.start_attempt(job.job_id, token, node=self.node,
+                                                    resumed_from_epoch=resumed_epoch),
+                        what=f"job {job.job_id}: start attempt"):
+            return self._outcome(job, LOST, started_at)
+        if location != job.checkpoint_location and not retry_db(
+            lambda: queue.set_checkpoint(job.job_id, token, location),
+            what=f"job {job.job_id}: set checkpoint",
+        ):
+            return self._outcome(job, LOST, started_at)
+        storage.prepare_location(location)
+
+        keeper = LeaseKeeper(queue, job.job_id, token, interval_s=self.heartbeat_s,
+                             on_lost=lambda: self._request_stop("lease lost")).start()
+        try:
+            runner = self.job_runner or _train
+            result = runner(train_job, self.data, device=self.device, checkpoint_path=location,
+                            on_event=keeper.post, should_stop=self._stop.is_set)
+        except Stopped as stopped:
+            keeper.close(flush=self._stop_reason != "lease lost")
+            if self._stop_reason == "lease lost" or keeper.lost.is_set():
+                return self._outcome(job, LOST, started_at, resumed_epoch=resumed_epoch)
+            ok = retry_db(lambda: queue.release(job.job_id, token, reason="preempted"),
+                          what=f"job {job.job_id}: release")
+            return self._outcome(job, RELEASED, started_at, resumed_epoch=resumed_epoch,
+                                 released=ok, checkpointed=stopped.checkpointed,
+                                 stopped_epoch=stopped.epoch, reason=self._stop_reason)
+        except Exception as exc:
+            keeper.close(flush=True)
+            if keeper.lost.is_set():
+                return self._outcome(job, LOST, started_at, resumed_epoch=resumed_epoch)
+            return self._fail(job, exc, started_at, resumed_epoch=resumed_epoch)
+
+        if not keeper.close(flush=True):
+            return self._outcome(job, LOST, started_at, resumed_epoch=resumed_epoch)
+        payload = result.to_dict()
+        committed = retry_db(lambda: queue.complete(job.job_id, token, payload),
+                             what=f"job {job.job_id}: complete")
+        if not committed:
+            return self._outcome(job, LOST, started_at, resumed_epoch=resumed_epoch)
+        if not self.keep_checkpoints:
+            try:
+                storage.remove_checkpoint(location)
+            except OSError as exc:  # the result is safe; a stray file is only disk space
+                log.warning("job %d: could not remove checkpoint %s: %s", job.job_id, location, exc)
+        return self._outcome(job, DONE, started_at, resumed_epoch=resumed_epoch,
+                             heartbeats=keeper.beats)
+
+    def _fail(self, job: Any, exc: BaseException, started_at: float, *, resumed_epoch: float):
+        retryable = is_retryable(exc)
+        error = describe_error(exc)
+        ok = retry_db(lambda: self.queue.fail(job.job_id, job.lease_token, error, retryable=retryable),
+                      what=f"job {job.job_id}: fail")
+        return self._outcome(job, FAILED if ok else LOST, started_at, resumed_epoch=resumed_epoch,
+                             error=f"{type(exc).__name__}: {exc}", retryable=retryable)
+
+    def _outcome(self, job: Any, status: str, started_at: float, **extra: Any) -> dict[str, Any]:
+        return {
+            "job_id": job.job_id,
+            "status": status,
+            "started_at": started_at,
+            "finished_at": time.time(),
+            "node": self.node,
+            "worker_exiting": self._draining,
+            **extra,
+        }
+
+
+def _train(*args: Any, **kwargs: Any):
+    from farm.train import train
+
+    return train(*args, **kwargs)
+
+
+def _resolve_device(device: str) -> str:
+    """``auto``: CUDA when Ray gave this actor a GPU and torch sees one, else CPU."""
+    if device != "auto":
+        return device
+    if ray.get_gpu_ids():
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+    return "cpu"
+
+
+# Resource options every worker actor gets, whatever its shape: the database, not Ray, retries.
+ACTOR_OPTIONS: dict[str, Any] = {
+    "max_restarts": 0,
+    "max_task_retries": 0,
+    "concurrency_groups": {"control": 2},
+}
