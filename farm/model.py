@@ -209,7 +209,11 @@ class CellModule(nn.Module):
 
 
 class Network(nn.Module):
-    """stem -> stacks of modules with 2x2 max-pool downsampling -> global average pool -> dense."""
+    """stem -> stacks of modules with 2x2 max-pool downsampling -> global average pool -> dense.
+
+    Constructing it leaves the conv weights uninitialized (see :class:`Conv2d`): use
+    :func:`build_network`, or call :func:`initialize`, unless you only count (meta device).
+    """
 
     def __init__(self, cell: Cell, config: TrainConfig, device: Device = None):
         super().__init__()
