@@ -111,6 +111,28 @@ sa.Index(
 )
 # Per-campaign counts, retry and cancel.
 sa.Index("ix_jobs_campaign_status", jobs.c.campaign_id, jobs.c.status)
+# The job_failures view: only jobs with an error (few), never the whole table.
+sa.Index(
+    "ix_jobs_with_error",
+    jobs.c.id,
+    postgresql_where=jobs.c.last_error.isnot(None),
+    sqlite_where=jobs.c.last_error.isnot(None),
+)
+
+# Signed deltas of the number of jobs per (campaign, status), and of the seconds jobs spent
+# running: +N pending from create_campaign, -1/+1 per status change from a trigger on jobs
+# (migration 0002). SUM(n) per campaign and status is the count; db.views.compact_job_counts
+# folds the rows. Append-only so that concurrent workers never wait on a shared counter row.
+job_counts = sa.Table(
+    "job_counts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("campaign_id", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("busy_seconds", sa.Double, nullable=False, server_default="0"),
+    sa.Index("ix_job_counts_campaign_id_status", "campaign_id", "status"),
+)
 
 # Append-only history: one row per claim, start, end (done/failed/reaped/released/cancelled), retry.
 job_events = sa.Table(

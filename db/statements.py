@@ -218,9 +218,9 @@ UPDATE jobs SET status = 'cancelled', finished_at = {now},
 WHERE status IN ('pending', 'running') AND {selection}
 """
 
-# count_by_status: the campaign's jobs by status (index on (campaign_id, status)).
+# count_by_status: jobs by status, summed from the job_counts deltas (see db.views).
 COUNT_BY_STATUS = """
-SELECT status, COUNT(*) AS n FROM jobs {where} GROUP BY status
+SELECT status, SUM(n) AS n FROM job_counts {where} GROUP BY status
 """
 
 
