@@ -229,15 +229,16 @@ def _hashed_classes(
     classes: list[MatrixClass], workers: int, tick: Callable[[int], None]
 ) -> Iterator[tuple[MatrixClass, list[str]]]:
     """(class, hashes of its labelings), in input order; hashing spread over processes."""
+    import multiprocessing
+
     total = sum(len(mc.codes) for mc in classes)
-    if workers <= 1 or total < 20_000:
+    # Daemonic processes (pool workers, some actor runtimes) may not start children.
+    if workers <= 1 or total < 20_000 or multiprocessing.current_process().daemon:
         for chunk in _chunks(classes, target_cells=20_000):
             for mc, hashes in zip(chunk, _hash_chunk(chunk), strict=True):
                 tick(len(hashes))
                 yield mc, hashes
         return
-    import multiprocessing
-
     # Small chunks keep the ordered merge flowing and the progress bar honest.
     chunks = list(_chunks(classes, target_cells=max(500, total // (workers * 40))))
     # fork: the children only need this module's functions and the chunks (no re-import cost).
