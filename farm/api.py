@@ -119,6 +119,7 @@ class BenchmarkTable:
         self.raw_operations = raw_operations
         self.trainable_parameters = np.asarray(trainable_parameters, dtype=np.int64)
         self.metrics = {int(e): np.asarray(m, dtype=np.float64) for e, m in metrics.items()}
+        self._means: dict[tuple[int, str], np.ndarray] = {}
         # A repeat is present when its final validation accuracy is.
         self.counts = {
             e: np.count_nonzero(~np.isnan(m[:, :, _METRIC_INDEX["final_validation_accuracy"]]), axis=1)
@@ -136,12 +137,20 @@ class BenchmarkTable:
         return max((int(c.max()) for c in self.counts.values() if c.size), default=0)
 
     def mean(self, epochs: int, key: str) -> np.ndarray:
-        """Per-cell mean of one metric over the repeats present (NaN for a cell with none)."""
+        """Per-cell mean of one metric over the repeats present (NaN for a cell with none).
+
+        Memoised (read-only result): the search harness asks for it once per run."""
+        found = self._means.get((epochs, key))
+        if found is not None:
+            return found
         values = self.metrics[epochs][:, :, _METRIC_INDEX[key]]
         counts = self.counts[epochs]
         sums = np.nansum(values, axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+            means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        means.setflags(write=False)
+        self._means[(epochs, key)] = means
+        return means
 
     @classmethod
     def from_records(cls, records: Iterable[BenchmarkRecord], *, progress: bool = False) -> BenchmarkTable:

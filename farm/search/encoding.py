@@ -1,0 +1,99 @@
+"""The search encoding of a cell, as in the paper's experiments and the official notebook.
+
+A candidate is a raw 7x7 strictly upper-triangular matrix (21 edge bits) and 5 interior ops; it is
+valid when its *pruned* graph is in the space (<= 9 edges), so invalid candidates happen and the
+algorithms deal with them (the notebook rejects and redraws; the model-based methods observe the
+worst score for them, at no training cost).
+
+Vectors: 21 bits (upper triangle, row-major) followed by 5 op indices into AVAILABLE_OPS.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from farm.api import ModelSpec
+from farm.spec import AVAILABLE_OPS, INPUT, OUTPUT
+
+NUM_VERTICES = 7
+OP_SPOTS = NUM_VERTICES - 2
+EDGE_SPOTS = NUM_VERTICES * (NUM_VERTICES - 1) // 2
+NUM_OPS = len(AVAILABLE_OPS)
+DIMENSIONS = EDGE_SPOTS + OP_SPOTS
+# Number of choices of each dimension: 2 per edge bit, 3 per op.
+CARDINALITIES = np.array([2] * EDGE_SPOTS + [NUM_OPS] * OP_SPOTS)
+_ROWS, _COLS = np.triu_indices(NUM_VERTICES, 1)
+
+
+def spec_from_vector(vector: np.ndarray | list[int]) -> ModelSpec:
+    values = np.asarray(vector, dtype=np.int64)
+    matrix = np.zeros((NUM_VERTICES, NUM_VERTICES), dtype=np.int64)
+    matrix[_ROWS, _COLS] = values[:EDGE_SPOTS]
+    ops = [INPUT] + [AVAILABLE_OPS[int(x)] for x in values[EDGE_SPOTS:]] + [OUTPUT]
+    return ModelSpec(matrix, ops)
+
+
+def vector_from_spec(spec: ModelSpec) -> np.ndarray:
+    """The vector of a spec's *original* 7x7 matrix and ops."""
+    matrix = np.asarray(spec.original_matrix)
+    ops = [AVAILABLE_OPS.index(op) for op in spec.original_ops[1:-1]]
+    return np.concatenate([matrix[_ROWS, _COLS], ops]).astype(np.int64)
+
+
+def random_vector(rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(0, CARDINALITIES)
+
+
+def random_spec(rng: random.Random, is_valid) -> ModelSpec:
+    """The notebook's random_spec: fair coin per edge, uniform ops, redraw until valid."""
+    while True:
+        matrix = np.zeros((NUM_VERTICES, NUM_VERTICES), dtype=np.int64)
+        bits = rng.getrandbits(EDGE_SPOTS)
+        matrix[_ROWS, _COLS] = [(bits >> k) & 1 for k in range(EDGE_SPOTS)]
+        ops = [INPUT] + [rng.choice(AVAILABLE_OPS) for _ in range(OP_SPOTS)] + [OUTPUT]
+        spec = ModelSpec(matrix, ops)
+        if is_valid(spec):
+            return spec
+
+
+def mutate_spec(spec: ModelSpec, rng: random.Random, is_valid, mutation_rate: float = 1.0) -> ModelSpec:
+    """The notebook's mutation over the *original* matrix: flip each edge with probability
+    rate/7, change each interior op with probability rate/5 (to one of the other two ops);
+    redraw until the child is valid."""
+    while True:
+        matrix = np.array(spec.original_matrix, dtype=np.int64)
+        ops = list(spec.original_ops)
+        edge_probability = mutation_rate / NUM_VERTICES
+        for src in range(NUM_VERTICES - 1):
+            for dst in range(src + 1, NUM_VERTICES):
+                if rng.random() < edge_probability:
+                    matrix[src, dst] = 1 - matrix[src, dst]
+        op_probability = mutation_rate / OP_SPOTS
+        for index in range(1, NUM_VERTICES - 1):
+            if rng.random() < op_probability:
+                ops[index] = rng.choice([op for op in AVAILABLE_OPS if op != ops[index]])
+        child = ModelSpec(matrix, ops)
+        if is_valid(child):
+            return child
+
+
+def neighbours(vector: np.ndarray) -> np.ndarray:
+    """All one-exchange neighbours: one edge flipped, or one op changed (21 + 10 vectors)."""
+    out = []
+    for d in range(DIMENSIONS):
+        for value in range(int(CARDINALITIES[d])):
+            if value != vector[d]:
+                child = vector.copy()
+                child[d] = value
+                out.append(child)
+    return np.array(out)
+
+
+def one_hot(vectors: np.ndarray) -> np.ndarray:
+    """Edge bits as they are, ops one-hot: 21 + 15 binary features for tree models."""
+    vectors = np.atleast_2d(vectors)
+    ops = vectors[:, EDGE_SPOTS:]
+    hot = (ops[:, :, None] == np.arange(NUM_OPS)[None, None, :]).reshape(len(vectors), -1)
+    return np.concatenate([vectors[:, :EDGE_SPOTS], hot], axis=1).astype(np.float32)
