@@ -131,6 +131,7 @@ job_counts = sa.Table(
     sa.Column("status", sa.String(10), nullable=False),
     sa.Column("n", sa.BigInteger, nullable=False),
     sa.Column("busy_seconds", sa.Double, nullable=False, server_default="0"),
+    sa.Column("attempts", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_job_counts_campaign_id_status", "campaign_id", "status"),
 )
 

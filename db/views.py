@@ -23,23 +23,24 @@ VIEW_NAMES = ("campaign_progress", "active_workers", "job_failures", "nb101_resu
 # so they are neither deleted nor counted twice.
 _COMPACT_POSTGRESQL = """
 WITH gone AS (
-    DELETE FROM job_counts RETURNING campaign_id, status, n, busy_seconds
+    DELETE FROM job_counts RETURNING campaign_id, status, n, busy_seconds, attempts
 )
-INSERT INTO job_counts (campaign_id, status, n, busy_seconds)
-SELECT campaign_id, status, SUM(n), SUM(busy_seconds) FROM gone
+INSERT INTO job_counts (campaign_id, status, n, busy_seconds, attempts)
+SELECT campaign_id, status, SUM(n), SUM(busy_seconds), SUM(attempts) FROM gone
 GROUP BY campaign_id, status
-HAVING SUM(n) <> 0 OR SUM(busy_seconds) <> 0
+HAVING SUM(n) <> 0 OR SUM(busy_seconds) <> 0 OR SUM(attempts) <> 0
 """
 # compact_job_counts (SQLite): the same in three statements; the caller's write lock keeps them atomic.
 _COMPACT_SQLITE = (
-    """CREATE TEMP TABLE IF NOT EXISTS folded_counts (campaign_id, status, n, busy_seconds)""",
+    """CREATE TEMP TABLE IF NOT EXISTS folded_counts (campaign_id, status, n, busy_seconds, attempts)""",
     """DELETE FROM temp.folded_counts""",
-    """INSERT INTO temp.folded_counts SELECT campaign_id, status, SUM(n), SUM(busy_seconds)
+    """INSERT INTO temp.folded_counts
+       SELECT campaign_id, status, SUM(n), SUM(busy_seconds), SUM(attempts)
        FROM job_counts GROUP BY campaign_id, status
-       HAVING SUM(n) <> 0 OR SUM(busy_seconds) <> 0""",
+       HAVING SUM(n) <> 0 OR SUM(busy_seconds) <> 0 OR SUM(attempts) <> 0""",
     """DELETE FROM job_counts""",
-    """INSERT INTO job_counts (campaign_id, status, n, busy_seconds)
-       SELECT campaign_id, status, n, busy_seconds FROM temp.folded_counts""",
+    """INSERT INTO job_counts (campaign_id, status, n, busy_seconds, attempts)
+       SELECT campaign_id, status, n, busy_seconds, attempts FROM temp.folded_counts""",
 )
 
 
@@ -68,8 +69,9 @@ def recount(engine: sa.Engine) -> None:
         conn.execute(sa.text("DELETE FROM job_counts"))
         conn.execute(
             sa.text(
-                "INSERT INTO job_counts (campaign_id, status, n, busy_seconds)"
-                " SELECT campaign_id, status, COUNT(*), 0.0 FROM jobs GROUP BY campaign_id, status"
+                "INSERT INTO job_counts (campaign_id, status, n, busy_seconds, attempts)"
+                " SELECT campaign_id, status, COUNT(*), 0.0, SUM(attempts) FROM jobs"
+                " GROUP BY campaign_id, status"
             )
         )
         for campaign_id, seconds in busy:

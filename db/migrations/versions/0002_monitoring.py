@@ -5,10 +5,11 @@ Revises: 0001
 Create Date: 2026-09-01
 
 ``job_counts`` holds signed deltas per (campaign, status): create_campaign adds +N pending for the
-jobs it inserts; a trigger on jobs adds -1/+1 for every status change (and the seconds a job spent
-running when it leaves 'running'); a delete subtracts. Summing it answers "how many jobs are in
-each status" without reading 5M job rows, and inserting deltas never makes two workers wait for
-each other (no counter row is updated in place). The queue's reaper compacts it.
+jobs it inserts; a trigger on jobs adds -1/+1 for every status change (with the change of the
+job's attempts, and the seconds it spent running when it leaves 'running'); a delete subtracts.
+Summing it answers "how many jobs are in each status" without reading 5M job rows, and inserting
+deltas never makes two workers wait for each other (no counter row is updated in place). The
+queue's reaper compacts it.
 
 The views are written once; ``{now}`` (unix seconds) and ``{hour}`` (a unix time as 'YYYY-MM-DD
 HH:00' UTC) are the two places the databases differ. Frozen: change views in a new revision.
@@ -37,7 +38,8 @@ SNIPPETS = {
     },
 }
 
-# Per campaign: job counts by status, done %, GPU-seconds spent (time jobs held a lease, every
+# Per campaign: job counts by status, done %, attempts charged (the jobs' attempts summed),
+# GPU-seconds spent (time jobs held a lease, every
 # attempt), jobs finished in the last hour, and the ETA at that rate.
 CAMPAIGN_PROGRESS = """
 CREATE VIEW campaign_progress AS
@@ -49,7 +51,8 @@ WITH counts AS (
            CAST(SUM(CASE WHEN status = 'done' THEN n ELSE 0 END) AS BIGINT) AS done,
            CAST(SUM(CASE WHEN status = 'failed' THEN n ELSE 0 END) AS BIGINT) AS failed,
            CAST(SUM(CASE WHEN status = 'cancelled' THEN n ELSE 0 END) AS BIGINT) AS cancelled,
-           CAST(SUM(busy_seconds) AS DOUBLE PRECISION) AS gpu_seconds
+           CAST(SUM(busy_seconds) AS DOUBLE PRECISION) AS gpu_seconds,
+           CAST(SUM(attempts) AS BIGINT) AS attempts
     FROM job_counts
     GROUP BY campaign_id
 ), recent AS (
@@ -67,6 +70,7 @@ SELECT c.id AS campaign_id,
        COALESCE(k.failed, 0) AS failed,
        COALESCE(k.cancelled, 0) AS cancelled,
        CAST(CASE WHEN k.total > 0 THEN 100.0 * k.done / k.total END AS DOUBLE PRECISION) AS done_pct,
+       COALESCE(k.attempts, 0) AS attempts,
        COALESCE(k.gpu_seconds, 0) AS gpu_seconds,
        COALESCE(r.done_last_hour, 0) AS done_last_hour,
        CAST(CASE WHEN r.done_last_hour > 0
@@ -178,22 +182,23 @@ PG_COUNT_FUNCTION = """
 CREATE FUNCTION nasfarm_count_job_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-        INSERT INTO job_counts (campaign_id, status, n, busy_seconds)
-        SELECT campaign_id, status, SUM(n), SUM(busy)
+        INSERT INTO job_counts (campaign_id, status, n, busy_seconds, attempts)
+        SELECT campaign_id, status, SUM(n), SUM(busy), SUM(attempts)
         FROM (
-            SELECT campaign_id, status, 1 AS n, 0.0 AS busy FROM new_rows
+            SELECT campaign_id, status, 1 AS n, 0.0 AS busy, attempts FROM new_rows
             UNION ALL
-            SELECT campaign_id, status, -1, 0.0 FROM old_rows
+            SELECT campaign_id, status, -1, 0.0, -attempts FROM old_rows
             UNION ALL
-            SELECT o.campaign_id, o.status, 0, {now} - o.claimed_at
+            SELECT o.campaign_id, o.status, 0, {now} - o.claimed_at, 0
             FROM old_rows o JOIN new_rows w ON w.id = o.id
             WHERE o.status = 'running' AND w.status <> 'running' AND o.claimed_at IS NOT NULL
         ) AS d
         GROUP BY campaign_id, status
-        HAVING SUM(n) <> 0 OR SUM(busy) <> 0;
+        HAVING SUM(n) <> 0 OR SUM(busy) <> 0 OR SUM(attempts) <> 0;
     ELSE
-        INSERT INTO job_counts (campaign_id, status, n, busy_seconds)
-        SELECT campaign_id, status, -COUNT(*), 0.0 FROM old_rows GROUP BY campaign_id, status;
+        INSERT INTO job_counts (campaign_id, status, n, busy_seconds, attempts)
+        SELECT campaign_id, status, -COUNT(*), 0.0, -SUM(attempts) FROM old_rows
+        GROUP BY campaign_id, status;
     END IF;
     RETURN NULL;
 END
@@ -213,18 +218,19 @@ SQLITE_TRIGGERS = (
     CREATE TRIGGER jobs_count_update AFTER UPDATE OF status ON jobs
     WHEN OLD.status IS NOT NEW.status
     BEGIN
-        INSERT INTO job_counts (campaign_id, status, n, busy_seconds) VALUES
+        INSERT INTO job_counts (campaign_id, status, n, busy_seconds, attempts) VALUES
             (OLD.campaign_id, OLD.status, -1,
              CASE WHEN OLD.status = 'running' AND OLD.claimed_at IS NOT NULL
-                  THEN {now} - OLD.claimed_at ELSE 0.0 END),
-            (NEW.campaign_id, NEW.status, 1, 0.0);
+                  THEN {now} - OLD.claimed_at ELSE 0.0 END,
+             -OLD.attempts),
+            (NEW.campaign_id, NEW.status, 1, 0.0, NEW.attempts);
     END
     """,
     """
     CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs
     BEGIN
-        INSERT INTO job_counts (campaign_id, status, n, busy_seconds)
-        VALUES (OLD.campaign_id, OLD.status, -1, 0.0);
+        INSERT INTO job_counts (campaign_id, status, n, busy_seconds, attempts)
+        VALUES (OLD.campaign_id, OLD.status, -1, 0.0, -OLD.attempts);
     END
     """,
 )
@@ -245,6 +251,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(10), nullable=False),
         sa.Column("n", sa.BigInteger, nullable=False),
         sa.Column("busy_seconds", sa.Double, server_default="0", nullable=False),
+        sa.Column("attempts", sa.BigInteger, server_default="0", nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_job_counts"),
     )
     op.create_index("ix_job_counts_campaign_id_status", "job_counts", ["campaign_id", "status"])
@@ -255,8 +262,9 @@ def upgrade() -> None:
     )
     # Count the jobs that exist already (none, unless upgrading a 0001 database in use).
     op.execute(
-        "INSERT INTO job_counts (campaign_id, status, n, busy_seconds)"
-        " SELECT campaign_id, status, COUNT(*), 0.0 FROM jobs GROUP BY campaign_id, status"
+        "INSERT INTO job_counts (campaign_id, status, n, busy_seconds, attempts)"
+        " SELECT campaign_id, status, COUNT(*), 0.0, SUM(attempts) FROM jobs"
+        " GROUP BY campaign_id, status"
     )
     if dialect == "postgresql":
         op.execute(_fill(PG_COUNT_FUNCTION, dialect))
