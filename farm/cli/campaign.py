@@ -1,0 +1,179 @@
+"""``nasfarm campaign create|list|show``, ``nasfarm retry`` and ``nasfarm cancel``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from farm.cli.db import BadInput, db_errors, db_option, open_engine
+
+ORDERS = ("shuffled", "cheap-first", "as-given")
+
+
+def parse_epochs(text: str) -> list[int]:
+    try:
+        epochs = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise BadInput(f"--epochs must be comma-separated integers, got {text!r}") from None
+    if not epochs or any(e <= 0 for e in epochs) or len(set(epochs)) != len(epochs):
+        raise BadInput(f"--epochs must be distinct positive integers, got {text!r}")
+    return epochs
+
+
+def load_cells(spec: str, seed: int) -> list:
+    """The cells named by ``--cells``: ``all``, ``sample:N`` or a JSON-lines file."""
+    if spec == "all":
+        from farm.space import enumerate_cells
+
+        return enumerate_cells(progress=True)
+    if spec.startswith("sample:"):
+        try:
+            n = int(spec.split(":", 1)[1])
+        except ValueError:
+            raise BadInput(f"--cells sample:N needs an integer N, got {spec!r}") from None
+        if n < 1:
+            raise BadInput(f"--cells sample:N needs N >= 1, got {n}")
+        from farm.space import count_cells, sample_cells
+
+        if n > count_cells():
+            raise BadInput(f"--cells {spec}: the space has only {count_cells():,} cells")
+        return sample_cells(n, seed)
+    path = Path(spec)
+    if not path.is_file():
+        raise BadInput(f"--cells must be all, sample:N or a JSON-lines file; {spec!r} is none of them")
+    return read_cells_file(path)
+
+
+def read_cells_file(path: Path) -> list:
+    """One cell per line: {"matrix": ..., "ops": [...]} (names or the raw strings of the dataset)
+    or {"matrix": ..., "labels": [...]} (the enumerator's integer labels)."""
+    from farm.spec import Cell, InvalidCellError, cell_from_labels
+
+    cells = []
+    with path.open() as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if "ops" in record:
+                    cells.append(Cell.from_any(record["matrix"], record["ops"]))
+                elif "labels" in record:
+                    cells.append(cell_from_labels(record["matrix"], record["labels"]))
+                else:
+                    raise InvalidCellError('needs "matrix" and "ops" (or "labels")')
+            except (json.JSONDecodeError, InvalidCellError, KeyError, TypeError, ValueError) as exc:
+                raise BadInput(f"{path}:{number}: not a valid cell: {exc}") from None
+    if not cells:
+        raise BadInput(f"{path}: no cells")
+    return cells
+
+
+@click.group()
+def campaign() -> None:
+    """Create and inspect campaigns (cells x epoch budgets x repeats, one training profile)."""
+
+
+@campaign.command("create")
+@click.argument("name")
+@click.option("--cells", "cells_spec", required=True, metavar="all|sample:N|FILE.jsonl",
+              help="The whole space, a seeded uniform sample, or cells from a JSON-lines file.")
+@click.option("--epochs", default="4,12,36,108", show_default=True, help="Epoch budgets.")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--profile", "profile_name", default="nb101", show_default=True,
+              type=click.Choice(["nb101", "smoke"]), help="Training hyperparameters.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seeds the sample, the shuffle and the jobs' training seeds.")
+@click.option("--order", default="shuffled", show_default=True, type=click.Choice(ORDERS),
+              help="Claim order: seeded shuffle of cells, cheapest (FLOPs x epochs) first, or as given.")
+@click.option("--max-attempts", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Attempts per job (crashes included) before it is failed.")
+@db_option
+def create_cmd(
+    name: str, cells_spec: str, epochs: str, repeats: int, profile_name: str, seed: int,
+    order: str, max_attempts: int, db_url: str | None,
+) -> None:
+    """Create campaign NAME and enqueue every (cell, epochs, repeat) job (idempotent)."""
+    from db.campaigns import create_campaign
+    from farm.config import get_profile
+
+    budgets = parse_epochs(epochs)
+    with db_errors():
+        engine = open_engine(db_url)
+        cells = load_cells(cells_spec, seed)
+        result = create_campaign(
+            engine, name, cells, epochs=budgets, repeats=repeats,
+            profile=get_profile(profile_name).to_dict(), seed=seed, order=order,
+            progress=True, max_attempts=max_attempts,
+        )
+    verb = "created:" if result["created"] else "exists:"
+    click.echo(
+        f"campaign {name!r} {verb} {result['jobs_added']:,} jobs added "
+        f"({result['cells_added']:,} new cells; {len(cells):,} cells x {len(budgets)} budgets x "
+        f"{repeats} repeats, profile {profile_name}, order {order})"
+    )
+
+
+@campaign.command("list")
+@db_option
+def list_cmd(db_url: str | None) -> None:
+    """Every campaign with its settings and progress."""
+    from db.views import campaign_progress
+
+    with db_errors():
+        engine = open_engine(db_url)
+        rows = campaign_progress(engine)
+    if not rows:
+        click.echo("no campaigns yet")
+    for row in rows:
+        click.echo(
+            f"{row['campaign']}: {int(row['total']):,} jobs, {int(row['done']):,} done "
+            f"({float(row['done_pct'] or 0):.2f}%), {int(row['failed']):,} failed"
+        )
+
+
+@campaign.command("show")
+@click.argument("name")
+@db_option
+def show_cmd(name: str, db_url: str | None) -> None:
+    """A campaign's settings and counts, as JSON."""
+    from db.campaigns import get_campaign
+    from db.queue import JobQueue
+
+    with db_errors():
+        engine = open_engine(db_url)
+        info = get_campaign(engine, name)
+        info["counts"] = JobQueue(engine).counts([name])
+    click.echo(json.dumps(info, indent=2, sort_keys=True))
+
+
+@click.command("retry")
+@click.argument("name")
+@click.option("--include-cancelled", is_flag=True, help="Also send cancelled jobs back.")
+@db_option
+def retry_cmd(name: str, include_cancelled: bool, db_url: str | None) -> None:
+    """Send campaign NAME's failed jobs back to pending with a fresh attempt budget."""
+    from db.queue import JobQueue
+
+    with db_errors():
+        n = JobQueue(open_engine(db_url)).retry(name, failed_only=not include_cancelled)
+    click.echo(f"{n:,} jobs of {name!r} back to pending")
+
+
+@click.command("cancel")
+@click.argument("name", required=False)
+@click.option("--job", "job_ids", multiple=True, type=int, metavar="ID", help="Cancel these jobs.")
+@db_option
+def cancel_cmd(name: str | None, job_ids: tuple[int, ...], db_url: str | None) -> None:
+    """Cancel campaign NAME's unfinished jobs (or --job ID ...). Running jobs stop at their next
+    heartbeat."""
+    from db.queue import JobQueue
+
+    if (name is None) == (not job_ids):
+        raise BadInput("give a campaign NAME or --job IDs (not both)")
+    with db_errors():
+        queue = JobQueue(open_engine(db_url))
+        n = queue.cancel(name) if name is not None else queue.cancel(job_ids=list(job_ids))
+    click.echo(f"{n:,} jobs cancelled")
