@@ -24,10 +24,20 @@ PAD = 4
 SIZE = 32
 
 
+_CONSTANTS: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 def _channel_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    mean = torch.tensor(CIFAR_MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    return mean, std
+    """Mean and std as [1,3,1,1] tensors on ``device``, made once per device.
+
+    Cached because ``torch.tensor(list, device="cuda")`` is a blocking host-to-device copy: one
+    per step would be a host synchronisation inside the training step.
+    """
+    if device not in _CONSTANTS:
+        mean = torch.tensor(CIFAR_MEAN, dtype=torch.float32).view(1, 3, 1, 1).to(device)
+        std = torch.tensor(CIFAR_STD, dtype=torch.float32).view(1, 3, 1, 1).to(device)
+        _CONSTANTS[device] = (mean, std)
+    return _CONSTANTS[device]
 
 
 def to_nchw_float(images: torch.Tensor) -> torch.Tensor:
@@ -99,6 +109,9 @@ class TrainStream:
 
     def _draw_permutation(self) -> torch.Tensor:
         perm = torch.randperm(self.num_images, generator=self.order_generator)
+        if self.device.type == "cuda":
+            # From pinned memory the copy is asynchronous: no host synchronisation at epoch ends.
+            return perm.pin_memory().to(self.device, non_blocking=True)
         return perm.to(self.device)
 
     def next_indices(self) -> torch.Tensor:

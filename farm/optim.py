@@ -73,11 +73,15 @@ class TFRMSprop(torch.optim.Optimizer):
             torch._foreach_addcmul_(mean_squares, grads, grads, value=1.0 - group["decay"])
             denominators = torch._foreach_add(mean_squares, group["epsilon"])
             torch._foreach_sqrt_(denominators)
-            steps = torch._foreach_div(grads, denominators)
-            # A tensor lr multiplies on the device; a float lr stays a scalar argument.
-            torch._foreach_mul_(steps, group["lr"])
             torch._foreach_mul_(moments, group["momentum"])
-            torch._foreach_add_(moments, steps)
+            lr = group["lr"]
+            if isinstance(lr, torch.Tensor):
+                # A device-tensor lr (e.g. computed from a device step counter): no host read.
+                steps = torch._foreach_div(grads, denominators)
+                torch._foreach_mul_(steps, lr)
+                torch._foreach_add_(moments, steps)
+            else:
+                torch._foreach_addcdiv_(moments, grads, denominators, value=lr)
             torch._foreach_sub_(params, moments)
         return loss
 

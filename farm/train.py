@@ -198,6 +198,9 @@ class _Run:
         self.on_event = on_event
         self.should_stop = should_stop
         self.cuda = device.type == "cuda"
+        # Precision and layout switches (on for CUDA); bench/train_cpu.py flips them to compare.
+        self.use_autocast = self.cuda
+        self.use_channels_last = self.cuda
         self.total_steps = config.total_steps(job.epochs)
         self.steps_per_epoch = Fraction(config.train_images, config.batch_size)
         self.evaluation_points = self._evaluation_points()
@@ -207,6 +210,7 @@ class _Run:
         self.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if self.cuda:
             torch.backends.cudnn.benchmark = True
+        if self.use_channels_last:
             model = model.to(device, memory_format=torch.channels_last)
         else:
             model = model.to(device)
@@ -261,7 +265,7 @@ class _Run:
     # -- the loop --------------------------------------------------------------------------------
 
     def _autocast(self):
-        if self.cuda:
+        if self.use_autocast:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -269,7 +273,7 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         images, labels = self.stream.next_batch()
-        if self.cuda:
+        if self.use_channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             logits = self.model(images)
@@ -302,7 +306,7 @@ class _Run:
         batch = self.config.batch_size
         for start in range(0, images.shape[0], batch):
             x = normalize(images[start : start + batch])
-            if self.cuda:
+            if self.use_channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 logits = self.model(x)
