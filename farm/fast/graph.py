@@ -1,0 +1,223 @@
+"""The whole training step on static buffers, replayed as a CUDA graph; evaluation likewise.
+
+Eager PyTorch spends ~5-20 us of CPU per kernel launch and a NAS-Bench-101 step is ~500 kernels,
+so on a fast GPU the host, not the card, sets the pace. Here one step -- learning rate from the
+device step counter, forward, loss, backward, the TF-RMSProp update (``farm.optim.TFRMSprop``,
+whose ``torch._foreach_*`` update reads a 0-dim device LR tensor), step counter and loss
+accumulators -- runs on fixed input buffers with no host synchronisation, so CUDA can record it
+once (:class:`torch.cuda.CUDAGraph`) and replay it every step with a single launch.
+
+:meth:`TrainStep.body` is the exact Python that is captured. On a CPU (or with graphs off) the
+same body runs eagerly every step, which is what the CPU equivalence tests exercise.
+
+Rules the body keeps so that capture is legal: no ``.item()``/``.tolist()``, no host-to-device
+copies (constants are made before capture), no data-dependent Python branches, and nothing it
+reads is reallocated between replays (the optimizer's slots, the parameters, the buffers below).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from farm.augment import CIFAR_MEAN, CIFAR_STD, to_nchw_float
+from farm.fast.fused import fuse_inputs, repeat_losses
+
+IMAGE_SHAPE = (3, 32, 32)
+
+
+def loss_dtype(param_dtype: torch.dtype) -> torch.dtype:
+    """The loss is computed in fp32 (as farm.train does), or fp64 when the model is fp64."""
+    return torch.promote_types(param_dtype, torch.float32)
+
+
+def cosine_lr_(out: torch.Tensor, step: torch.Tensor, total_steps: int, base_lr: float) -> None:
+    """Write ``farm.optim.cosine_by_step_lr(step, total_steps, base_lr)`` into ``out`` on the device.
+
+    Same formula and operation order, in float64, rounded once into ``out``'s dtype -- so the LR
+    equals the host-side schedule's float (to the last bit on a CPU).
+    """
+    progress = step.to(torch.float64).clamp(max=total_steps) / max(total_steps, 1)
+    lr = (1.0 + torch.cos(math.pi * progress)) * (0.5 * base_lr)
+    valid = (step > 0) & (total_steps > 0)
+    out.copy_(torch.where(valid, lr, torch.zeros_like(lr)))
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    # No autocast weight cache: a cached cast would be taken once at capture time and replayed stale.
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=False)
+
+
+def _as_repeats(logits: torch.Tensor) -> torch.Tensor:
+    """Plain network logits [N, L] -> [N, 1, L]; fused [N, R, L] stay."""
+    return logits.unsqueeze(1) if logits.dim() == 2 else logits
+
+
+class _Capturable:
+    """Eager warm-up, then one capture, then replays (CUDA); always eager elsewhere."""
+
+    def __init__(self, device: torch.device, use_graph: bool, warmup_calls: int) -> None:
+        self.device = device
+        self.use_graph = use_graph and device.type == "cuda"
+        self.warmup_calls = max(1, warmup_calls)
+        self.calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def _run_body(self) -> None:
+        raise NotImplementedError
+
+    def _launch(self) -> None:
+        """Run the body once on the current buffers: eagerly, by capturing, or by replaying."""
+        self.calls += 1
+        if not self.use_graph:
+            self._run_body()
+            return
+        if self.graph is None and self.calls <= self.warmup_calls:
+            # Warm-up (cuDNN autotuning, lazy allocations) on a side stream, as capture requires.
+            current = torch.cuda.current_stream(self.device)
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(current)
+            with torch.cuda.stream(side):
+                self._run_body()
+            current.wait_stream(side)
+            return
+        if self.graph is None:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self._run_body()
+            self.graph = graph  # capture records without running: replay for this call too
+        self.graph.replay()
+
+
+class TrainStep(_Capturable):
+    """One training update of a (plain or fused) network on static input buffers.
+
+    ``loss_sum`` (shape ``[R]``) accumulates each repeat's loss on the device; the caller reads
+    and zeroes it (in place) at its sync points. ``step`` is the global step before the update
+    (0 = the zero-LR first update); the device counter follows it from there.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        repeats: int,
+        batch_size: int,
+        total_steps: int,
+        base_lr: float,
+        step: int,
+        loss_sum: torch.Tensor,
+        autocast_dtype: torch.dtype | None = None,
+        channels_last: bool = False,
+        use_graph: bool = True,
+        warmup_steps: int = 3,
+    ) -> None:
+        param = next(model.parameters())
+        super().__init__(param.device, use_graph, warmup_steps)
+        self.model = model
+        self.optimizer = optimizer
+        self.repeats = repeats
+        self.total_steps = total_steps
+        self.base_lr = base_lr
+        self.autocast_dtype = autocast_dtype
+        self.loss_dtype = loss_dtype(param.dtype)
+        if loss_sum.shape != (repeats,):
+            raise ValueError(f"loss_sum must have shape ({repeats},), got {tuple(loss_sum.shape)}")
+        self.loss_sum = loss_sum
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.images = torch.zeros(
+            (batch_size, repeats * IMAGE_SHAPE[0], *IMAGE_SHAPE[1:]), dtype=param.dtype,
+            device=self.device,
+        ).contiguous(memory_format=fmt)
+        self.labels = torch.zeros((batch_size, repeats), dtype=torch.int64, device=self.device)
+        self.step = torch.tensor(step, dtype=torch.int64, device=self.device)
+        self.lr = torch.zeros((), dtype=param.dtype, device=self.device)
+        for group in optimizer.param_groups:
+            group["lr"] = self.lr  # TFRMSprop multiplies by it on the device
+
+    def body(self) -> None:
+        """The captured step. Reads only the static buffers; writes params, slots, counters."""
+        self.optimizer.zero_grad(set_to_none=True)
+        cosine_lr_(self.lr, self.step, self.total_steps, self.base_lr)
+        with _autocast(self.device, self.autocast_dtype):
+            logits = _as_repeats(self.model(self.images))
+        losses = repeat_losses(logits.to(self.loss_dtype), self.labels)
+        losses.sum().backward()
+        self.optimizer.step()
+        self.step += 1
+        self.loss_sum += losses.detach()
+
+    def _run_body(self) -> None:
+        self.body()
+
+    def __call__(self, images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor]) -> None:
+        """One update on the repeats' batches (``images[r]``: float ``[N,3,32,32]``)."""
+        self.images.copy_(fuse_inputs(images))
+        if self.repeats == 1:
+            self.labels[:, 0].copy_(labels[0])
+        else:
+            self.labels.copy_(torch.stack(list(labels), dim=1))
+        self._launch()
+
+
+class EvalStep(_Capturable):
+    """Counts each repeat's correct argmax predictions on one batch of uint8 HWC images.
+
+    Every repeat sees the same images (the fused input repeats them). ``correct`` ([R], int64)
+    stays on the device until the caller reads it once per evaluation.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        repeats: int,
+        batch_size: int,
+        autocast_dtype: torch.dtype | None = None,
+        channels_last: bool = False,
+        use_graph: bool = True,
+    ) -> None:
+        param = next(model.parameters())
+        super().__init__(param.device, use_graph, warmup_calls=1)
+        self.model = model
+        self.repeats = repeats
+        self.dtype = param.dtype
+        self.autocast_dtype = autocast_dtype
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.images = torch.zeros((batch_size, 32, 32, 3), dtype=torch.uint8, device=self.device)
+        self.labels = torch.zeros((batch_size,), dtype=torch.int64, device=self.device)
+        self.correct = torch.zeros((repeats,), dtype=torch.int64, device=self.device)
+        # farm.augment.normalize's constants, made here because capture forbids host copies.
+        self.mean = torch.tensor(CIFAR_MEAN, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(CIFAR_STD, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+
+    def body(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        x = ((to_nchw_float(images) - self.mean) / self.std).to(self.dtype)  # = augment.normalize
+        if self.repeats > 1:
+            x = x.repeat(1, self.repeats, 1, 1)
+        x = x.contiguous(memory_format=self.memory_format)
+        with _autocast(self.device, self.autocast_dtype):
+            logits = _as_repeats(self.model(x))
+        self.correct += (logits.argmax(dim=2) == labels[:, None]).sum(dim=0)
+
+    def _run_body(self) -> None:
+        self.body(self.images, self.labels)
+
+    def reset(self) -> None:
+        self.correct.zero_()
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add this batch's correct counts (model in eval mode, under no_grad)."""
+        if images.shape[0] != self.images.shape[0]:
+            self.body(images, labels)  # a short last batch: eager, no second graph
+            return
+        self.images.copy_(images)
+        self.labels.copy_(labels)
+        self._launch()

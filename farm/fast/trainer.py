@@ -1,0 +1,574 @@
+"""The fast trainer: farm.train's contract, with graph-replayed steps and repeat fusion.
+
+``train_fast(job, data, ...)`` takes and returns exactly what :func:`farm.train.train` does --
+same metrics, evaluation points, events, checkpoints (same file format: a checkpoint written by
+one resumes in the other), ``should_stop``/:class:`~farm.train.Stopped` and typed errors. The
+difference is how a step runs: :class:`farm.fast.graph.TrainStep` (one CUDA-graph replay per step
+on a GPU; the identical Python eagerly on a CPU), and a sync-free, graph-replayed evaluation.
+
+``train_repeats_fused(jobs, data, ...)`` trains the repeats of one cell together as one
+:class:`farm.fast.fused.FusedNetwork`. Each repeat keeps its own initial weights, data order and
+augmentation (the streams ``farm.train`` derives from (seed, repeat)), its own events and its own
+checkpoint file in farm.train's format, so any repeat can later be resumed alone, by either
+trainer. Results are one :class:`~farm.train.TrainResult` per job. Timing: the repeats train
+concurrently, so each one's ``training_time`` is the fused run's wall time (``extra`` records
+``fused_repeats``).
+
+Host synchronisation happens only at the sync points farm.train has (epoch ends, evaluations,
+checkpoints, stop requests); between them the step loop only enqueues work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from typing import Any
+
+import torch
+
+from farm import checkpoint as ckpt
+from farm.data import CifarSplits
+from farm.fast.fused import build_fused_network, fuse_state_dicts, split_state_dict, split_tensor
+from farm.fast.graph import EvalStep, TrainStep, loss_dtype
+from farm.optim import TFRMSprop, cosine_by_step_lr
+from farm.train import (
+    METRIC_NAMES,
+    BadInputError,
+    CheckpointError,
+    NonFiniteLossError,
+    OutOfMemoryError,
+    Stopped,
+    TrainingError,
+    TrainJob,
+    TrainResult,
+    _check_poison,
+    _is_oom,
+    _resolve_device,
+    _validate,
+    evaluation_schedule,
+    stream_seed,
+)
+
+__all__ = ["train_fast", "train_repeats_fused"]
+
+EventSink = Callable[[dict], None] | None
+EVAL_SPLITS = (("train", "train_eval"), ("validation", "valid"), ("test", "test"))
+
+
+def state_dict_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict, computed as farm.train.state_digest does for a module."""
+    digest = hashlib.sha256()
+    for name, tensor in state.items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _fraction(value: float) -> Fraction:
+    return Fraction(value).limit_denominator(1_000_000)
+
+
+class _FastRun:
+    """One run of R >= 1 jobs of the same cell, epochs and config (R = 1: the plain network)."""
+
+    def __init__(
+        self,
+        jobs: Sequence[TrainJob],
+        data: CifarSplits,
+        device: torch.device,
+        checkpoint_paths: Sequence[str | None],
+        on_events: Sequence[EventSink],
+        should_stop: Callable[[], bool] | None,
+        saved: Sequence[dict[str, Any] | None],
+        *,
+        use_graph: bool,
+        dtype: torch.dtype | None,
+    ) -> None:
+        from farm.model import build_network
+
+        self.wall_start = time.perf_counter()
+        self.jobs = list(jobs)
+        self.repeats = repeats = len(self.jobs)
+        job = self.jobs[0]
+        self.config = config = job.config
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.checkpoint_paths = list(checkpoint_paths)
+        self.checkpointing = any(path is not None for path in self.checkpoint_paths)
+        self.on_events = list(on_events)
+        self.should_stop = should_stop
+        self.use_graph = use_graph
+        self.total_steps = config.total_steps(job.epochs)
+        self.steps_per_epoch = Fraction(config.train_images, config.batch_size)
+        self.evaluation_points = {
+            steps: epoch for epoch, steps in evaluation_schedule(job.epochs, config)[1:]
+        }
+
+        generators = [
+            torch.Generator(device="cpu").manual_seed(stream_seed(j.seed, j.repeat, "init"))
+            for j in self.jobs
+        ]
+        if repeats == 1:
+            model = build_network(job.cell, config, generator=generators[0])
+        else:
+            model = build_fused_network(job.cell, config, generators)
+        self.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad) // repeats
+        if dtype is not None:
+            model = model.to(dtype)
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True  # autotuned once per conv shape per process
+            model = model.to(device, memory_format=torch.channels_last)
+        else:
+            model = model.to(device)
+        self.model = model.train()
+        self.param_dtype = next(model.parameters()).dtype
+        self.optimizer = TFRMSprop(
+            model.parameters(),
+            lr=0.0,
+            decay=config.rms_decay,
+            momentum=config.momentum,
+            epsilon=config.rms_epsilon,
+            weight_decay=config.weight_decay,
+        )
+        from farm.augment import TrainStream
+
+        # One device copy of the training images, shared by the repeats' streams.
+        train_images = data.train[0][: config.train_images].to(device)
+        train_labels = data.train[1][: config.train_images].to(device)
+        self.streams = [
+            TrainStream(
+                train_images,
+                train_labels,
+                config.batch_size,
+                order_seed=stream_seed(j.seed, j.repeat, "order"),
+                augment_seed=stream_seed(j.seed, j.repeat, "augment"),
+            )
+            for j in self.jobs
+        ]
+        n = config.eval_images
+        self.eval_splits = {
+            name: (getattr(data, split)[0][:n].to(device), getattr(data, split)[1][:n].to(device))
+            for name, split in EVAL_SPLITS
+        }
+        self.step = 0
+        self.training_time = 0.0
+        self.elapsed_before = 0.0
+        self.evaluations: list[list[dict[str, Any]]] = [[] for _ in self.jobs]
+        self.loss_sum = torch.zeros((repeats,), dtype=loss_dtype(self.param_dtype), device=device)
+        self.loss_count = 0
+        self.resumed_from_step = 0
+        self.finished: list[TrainResult] | None = None
+        self.stepper: TrainStep | None = None
+        self.evaluator: EvalStep | None = None
+        self._restore(saved)
+
+    # -- schedule (as farm.train) ------------------------------------------------------------
+
+    def epoch_at(self, step: int) -> float:
+        return float(step / self.steps_per_epoch)
+
+    def _crossed(self, step: int, every_epochs: float) -> bool:
+        if every_epochs <= 0:
+            return False
+        period = self.steps_per_epoch * _fraction(every_epochs)
+        return (step // period) > ((step - 1) // period)
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _autocast_dtype(self) -> torch.dtype | None:
+        return torch.bfloat16 if self.cuda else None
+
+    def _train_step(self) -> None:
+        if self.stepper is None:  # built after any restore: it captures the restored tensors
+            self.stepper = TrainStep(
+                self.model,
+                self.optimizer,
+                repeats=self.repeats,
+                batch_size=self.config.batch_size,
+                total_steps=self.total_steps,
+                base_lr=self.config.learning_rate,
+                step=self.step,
+                loss_sum=self.loss_sum,
+                autocast_dtype=self._autocast_dtype(),
+                channels_last=self.cuda,
+                use_graph=self.use_graph,
+            )
+        batches = [stream.next_batch() for stream in self.streams]
+        self.stepper([images for images, _ in batches], [labels for _, labels in batches])
+        self.loss_count += 1
+
+    def _synchronize(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def _check_finite(self) -> None:
+        if not self.loss_count:
+            return
+        finite = torch.isfinite(self.loss_sum).tolist()
+        if not all(finite):
+            which = [self.jobs[r].repeat for r, ok in enumerate(finite) if not ok]
+            raise NonFiniteLossError(
+                f"non-finite training loss before step {self.step} (epoch {self.epoch_at(self.step):.2f})"
+                + (f" in repeat(s) {which}" if self.repeats > 1 else "")
+            )
+
+    def _emit(self, r: int, kind: str, **fields: Any) -> None:
+        sink = self.on_events[r]
+        if sink is not None:
+            event = {"kind": kind, "epoch": self.epoch_at(self.step), "step": self.step,
+                     "training_time": self.training_time}
+            event.update(fields)
+            sink(event)
+
+    def _evaluate(self, nominal_epoch: float, recorded_steps: int) -> None:
+        if self.evaluator is None:
+            self.evaluator = EvalStep(
+                self.model,
+                repeats=self.repeats,
+                batch_size=self.config.batch_size,
+                autocast_dtype=self._autocast_dtype(),
+                channels_last=self.cuda,
+                use_graph=self.use_graph,
+            )
+        batch = self.config.batch_size
+        counts = []
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for images, labels in self.eval_splits.values():
+                    self.evaluator.reset()
+                    for start in range(0, images.shape[0], batch):
+                        self.evaluator(images[start : start + batch], labels[start : start + batch])
+                    counts.append(self.evaluator.correct.clone())
+        finally:
+            self.model.train()
+        correct = torch.stack(counts).tolist()  # the one host read of this evaluation
+        for r in range(self.repeats):
+            accuracies = {
+                f"{name}_accuracy": int(correct[i][r]) / images.shape[0]
+                for i, (name, (images, _)) in enumerate(self.eval_splits.items())
+            }
+            entry = {
+                "epochs": nominal_epoch,
+                "training_steps": recorded_steps,
+                "training_time": self.training_time,
+                **accuracies,
+            }
+            self.evaluations[r].append(entry)
+            self._emit(r, "evaluation", **accuracies, epoch=nominal_epoch)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + (time.perf_counter() - self.wall_start)
+
+    def _optimizer_states(self) -> list[dict[str, Any]]:
+        """The fused optimizer state as R TFRMSprop state dicts (the LR as the float farm.train
+        would have stored: the last update's)."""
+        full = self.optimizer.state_dict()
+        last_lr = cosine_by_step_lr(self.step - 1, self.total_steps, self.config.learning_rate)
+        groups = [{**group, "lr": last_lr} for group in full["param_groups"]]
+        parts: list[dict[str, Any]] = [{"state": {}, "param_groups": groups} for _ in range(self.repeats)]
+        for index, slots in full["state"].items():
+            pieces = {name: split_tensor(value, self.repeats) for name, value in slots.items()}
+            for r in range(self.repeats):
+                parts[r]["state"][index] = {name: pieces[name][r] for name in slots}
+        return parts
+
+    def _model_states(self) -> list[dict[str, torch.Tensor]]:
+        return split_state_dict(self.model.state_dict(), self.repeats)
+
+    def _checkpoint(self) -> None:
+        models = self._model_states()
+        optimizers = self._optimizer_states()
+        elapsed = self._elapsed()
+        for r, path in enumerate(self.checkpoint_paths):
+            if path is None:
+                continue
+            state = {
+                "complete": False,
+                "step": self.step,
+                "training_time": self.training_time,
+                "elapsed": elapsed,
+                "evaluations": [dict(e) for e in self.evaluations[r]],
+                "model": models[r],
+                "optimizer": optimizers[r],
+                "stream": self.streams[r].state_dict(),
+                "loss_sum": self.loss_sum[r].detach().to("cpu", torch.float32).clone(),
+                "loss_count": self.loss_count,
+                "cpu_rng": torch.get_rng_state(),
+            }
+            if self.cuda:
+                state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+            ckpt.save(path, self.jobs[r].identity(), state)
+            self._emit(r, "checkpoint", path=path)
+
+    def _restore(self, saved: Sequence[dict[str, Any] | None]) -> None:
+        """Resume from the jobs' checkpoints (the caller checked they are all absent, all
+        complete, or all incomplete at the same step)."""
+        if all(state is None for state in saved):
+            return
+        if all(state is not None and state.get("complete") for state in saved):
+            self.finished = []
+            for state in saved:
+                result = TrainResult.from_dict(state["result"])
+                result.resumed_from_step = self.total_steps
+                result.resumed_from_epoch = self.epoch_at(self.total_steps)
+                self.finished.append(result)
+            return
+        states = list(saved)
+        where = ", ".join(str(p) for p in self.checkpoint_paths)
+        try:
+            self.model.load_state_dict(fuse_state_dicts([s["model"] for s in states]))
+            self.optimizer.load_state_dict(self._fused_optimizer_state([s["optimizer"] for s in states]))
+            for stream, state in zip(self.streams, states, strict=True):
+                stream.load_state_dict(state["stream"])
+        except (RuntimeError, ValueError, KeyError, IndexError) as exc:
+            raise CheckpointError(f"checkpoint(s) {where} do not fit this job: {exc}") from exc
+        first = states[0]
+        self.step = int(first["step"])
+        self.training_time = max(float(s["training_time"]) for s in states)
+        self.elapsed_before = max(float(s["elapsed"]) for s in states)
+        self.evaluations = [[dict(e) for e in s["evaluations"]] for s in states]
+        self.loss_sum.copy_(torch.stack([s["loss_sum"].reshape(()) for s in states]))
+        self.loss_count = int(first["loss_count"])
+        torch.set_rng_state(first["cpu_rng"])
+        if self.cuda and "cuda_rng" in first:
+            torch.cuda.set_rng_state(first["cuda_rng"], self.device)
+        self.resumed_from_step = self.step
+
+    def _fused_optimizer_state(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        template = self.optimizer.state_dict()
+        state = {}
+        for index in parts[0]["state"]:
+            slots = parts[0]["state"][index]
+            state[index] = {name: torch.cat([p["state"][index][name] for p in parts]) for name in slots}
+        return {"state": state, "param_groups": template["param_groups"]}
+
+    # -- the loop (farm.train's, step for step) -------------------------------------------------
+
+    def run(self) -> list[TrainResult]:
+        if self.finished is not None:
+            return self.finished
+        every = self.config.checkpoint_every_epochs
+        segment_start = time.perf_counter()
+        while self.step < self.total_steps:
+            if self.should_stop is not None and self.should_stop():
+                self._synchronize()
+                if self.step > 0:
+                    self.training_time += time.perf_counter() - segment_start
+                self._check_finite()
+                if self.checkpointing:
+                    self._checkpoint()
+                raise Stopped(checkpointed=self.checkpointing, step=self.step, epoch=self.epoch_at(self.step))
+            self._train_step()
+            self.step += 1
+            step = self.step
+            epoch_end = self._crossed(step, 1.0) or step == self.total_steps
+            checkpoint_due = self.checkpointing and self._crossed(step, every)
+            evaluation = step == 1 or step in self.evaluation_points
+            if not (epoch_end or checkpoint_due or evaluation):
+                continue
+            # A sync point: stop the training clock (the zero-LR first step is not counted).
+            self._synchronize()
+            if step > 1:
+                self.training_time += time.perf_counter() - segment_start
+            self._check_finite()
+            if epoch_end:
+                losses = (self.loss_sum / max(self.loss_count, 1)).tolist()
+                for r in range(self.repeats):
+                    self._emit(r, "epoch", loss=float(losses[r]))
+                self.loss_sum.zero_()
+                self.loss_count = 0
+            if step == 1:
+                self._evaluate(0.0, 0)
+            if step in self.evaluation_points:
+                self._evaluate(self.evaluation_points[step], step)
+            if checkpoint_due and step < self.total_steps:
+                self._checkpoint()
+            segment_start = time.perf_counter()
+        return self._finish()
+
+    def _halfway_entry(self, evaluations: list[dict[str, Any]]) -> dict[str, Any]:
+        intermediate = evaluations[1:-1]
+        if not intermediate:
+            return evaluations[-1]
+        half = 0.5 * self.jobs[0].epochs
+        for entry in intermediate:
+            if abs(entry["epochs"] - half) < 1e-9:
+                return entry
+        return intermediate[0]
+
+    def _finish(self) -> list[TrainResult]:
+        models = self._model_states()
+        elapsed = self._elapsed()
+        results = []
+        for r, evaluations in enumerate(self.evaluations):
+            halfway = self._halfway_entry(evaluations)
+            final = evaluations[-1]
+            metrics: dict[str, Any] = {
+                "trainable_parameters": int(self.trainable_parameters),
+                "total_time": elapsed,
+            }
+            for prefix, entry in (("halfway", halfway), ("final", final)):
+                metrics[f"{prefix}_training_time"] = entry["training_time"]
+                for name in ("train", "validation", "test"):
+                    metrics[f"{prefix}_{name}_accuracy"] = entry[f"{name}_accuracy"]
+            results.append(
+                TrainResult(
+                    metrics={name: metrics[name] for name in METRIC_NAMES},
+                    evaluations=[dict(e) for e in evaluations],
+                    resumed_from_step=self.resumed_from_step,
+                    resumed_from_epoch=self.epoch_at(self.resumed_from_step),
+                    weights_sha256=state_dict_digest(models[r]),
+                    extra={"fused_repeats": self.repeats} if self.repeats > 1 else {},
+                )
+            )
+        for r, path in enumerate(self.checkpoint_paths):
+            if path is not None:
+                # As farm.train: the result replaces the training state, so a retry returns it.
+                ckpt.save(path, self.jobs[r].identity(), {"complete": True, "result": results[r].to_dict()})
+                self._emit(r, "checkpoint", path=path, complete=True)
+        return results
+
+
+# -- entry points ----------------------------------------------------------------------------
+
+
+def _checked_group(jobs: Sequence[TrainJob], data: CifarSplits) -> None:
+    if not jobs:
+        raise BadInputError("no jobs to train")
+    for job in jobs:
+        _validate(job, data)
+    first = jobs[0]
+    for job in jobs[1:]:
+        if job.cell.hash != first.cell.hash or job.epochs != first.epochs or job.config != first.config:
+            raise BadInputError(
+                "fused repeats must share cell, epochs and config; got "
+                f"{first.cell.hash}/{first.epochs}/{first.config.name} and "
+                f"{job.cell.hash}/{job.epochs}/{job.config.name}"
+            )
+    identities = {(job.seed, job.repeat) for job in jobs}
+    if len(identities) != len(jobs):
+        raise BadInputError("fused repeats must differ in (seed, repeat)")
+
+
+def _per_job(values: Sequence[Any] | None, count: int, what: str) -> list[Any]:
+    if values is None:
+        return [None] * count
+    values = list(values)
+    if len(values) != count:
+        raise BadInputError(f"{len(values)} {what} for {count} jobs")
+    return values
+
+
+def _load_checkpoints(
+    jobs: Sequence[TrainJob], paths: Sequence[str | None]
+) -> list[dict[str, Any] | None]:
+    return [
+        ckpt.load(path, job.identity()) if path is not None else None
+        for job, path in zip(jobs, paths, strict=True)
+    ]
+
+
+def _resumable_together(states: Sequence[dict[str, Any] | None]) -> bool:
+    """All absent, all complete, or all incomplete at the same step."""
+    if all(s is None for s in states):
+        return True
+    if any(s is None for s in states):
+        return False
+    if all(s.get("complete") for s in states):
+        return True
+    if any(s.get("complete") for s in states):
+        return False
+    return len({int(s["step"]) for s in states}) == 1
+
+
+def _run_guarded(device: torch.device, body: Callable[[], Any]) -> Any:
+    try:
+        return body()
+    except (TrainingError, Stopped):
+        raise
+    except Exception as exc:
+        if _is_oom(exc):
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise OutOfMemoryError(f"out of memory on {device}: {str(exc).splitlines()[0]}") from exc
+        raise
+
+
+def train_fast(
+    job: TrainJob,
+    data: CifarSplits,
+    *,
+    device: str = "cuda",
+    checkpoint_path: str | None = None,
+    on_event: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    cuda_graphs: bool = True,
+    dtype: torch.dtype | None = None,
+) -> TrainResult:
+    """:func:`farm.train.train` with graph-replayed steps (same arguments, result, errors).
+
+    ``cuda_graphs=False`` runs the same step code eagerly (for comparisons). ``dtype`` casts the
+    model (e.g. ``torch.float64`` for CPU equivalence tests); None keeps fp32 weights.
+    """
+    _check_poison(job)
+    resolved = _resolve_device(device)
+    _validate(job, data)
+    paths = [checkpoint_path]
+
+    def body() -> TrainResult:
+        saved = _load_checkpoints([job], paths)
+        run = _FastRun(
+            [job], data, resolved, paths, [on_event], should_stop, saved, use_graph=cuda_graphs, dtype=dtype
+        )
+        return run.run()[0]
+
+    return _run_guarded(resolved, body)
+
+
+def train_repeats_fused(
+    jobs: Sequence[TrainJob],
+    data: CifarSplits,
+    *,
+    device: str = "cuda",
+    checkpoint_paths: Sequence[str | None] | None = None,
+    on_events: Sequence[Callable[[dict], None] | None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    cuda_graphs: bool = True,
+    dtype: torch.dtype | None = None,
+) -> list[TrainResult]:
+    """Train the repeats of one cell (same cell, epochs, config) as one fused network.
+
+    ``checkpoint_paths[i]`` and ``on_events[i]`` belong to ``jobs[i]``: each job gets exactly the
+    checkpoints and events farm.train would give it. Resumes together when the jobs' checkpoints
+    agree (all absent, all complete, or all at the same step); otherwise each job resumes alone
+    through :func:`train_fast`, which is slower but loses nothing. ``should_stop`` stops them all
+    (one :class:`~farm.train.Stopped`, after checkpointing every job that has a path).
+    """
+    jobs = list(jobs)
+    for job in jobs:
+        _check_poison(job)
+    resolved = _resolve_device(device)
+    _checked_group(jobs, data)
+    paths = _per_job(checkpoint_paths, len(jobs), "checkpoint paths")
+    sinks = _per_job(on_events, len(jobs), "event sinks")
+
+    def body() -> list[TrainResult]:
+        saved = _load_checkpoints(jobs, paths)
+        if not _resumable_together(saved):
+            del saved
+            return [
+                train_fast(job, data, device=device, checkpoint_path=path, on_event=sink,
+                           should_stop=should_stop, cuda_graphs=cuda_graphs, dtype=dtype)
+                for job, path, sink in zip(jobs, paths, sinks, strict=True)
+            ]
+        run = _FastRun(
+            jobs, data, resolved, paths, sinks, should_stop, saved, use_graph=cuda_graphs, dtype=dtype
+        )
+        return run.run()
+
+    return _run_guarded(resolved, body)
