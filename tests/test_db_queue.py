@@ -1,0 +1,261 @@
+"""The queue's state machine on a real SQLite file and a real PostgreSQL database (both params)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import signal
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from db.campaigns import create_campaign, job_seed
+from db.errors import UnknownCampaign
+from db.queue import JobQueue, backoff_delay
+from db.views import compact_job_counts
+from farm.config import SMOKE
+from tests.fixtures_db import claim_and_hang, fake_result, random_cells
+
+PROFILE = SMOKE.to_dict()
+
+
+def _campaign(engine, name="c", n_cells=3, **kwargs):
+    cells = random_cells(n_cells, seed=hash(name) % 1000)
+    kwargs.setdefault("epochs", (4, 12))
+    kwargs.setdefault("repeats", 2)
+    kwargs.setdefault("order", "as-given")
+    create_campaign(engine, name, cells, profile=PROFILE, **kwargs)
+    return cells
+
+
+def _rows(engine, sql, **params):
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(sql), params)]
+
+
+def _db_now(engine) -> float:
+    from db.statements import _DIALECT_SNIPPETS
+
+    return _rows(engine, "SELECT " + _DIALECT_SNIPPETS[engine.dialect.name]["now"])[0][0]
+
+
+def test_claim_returns_jobs_in_campaign_order_with_everything_needed(db_engine):
+    cells = _campaign(db_engine)
+    queue = JobQueue(db_engine)
+    jobs = queue.claim(5, "worker-1")
+    assert [j.job_id for j in jobs] == [1, 2, 3, 4, 5]
+    # as-given order: the first cell's (4, r0), (4, r1), (12, r0), (12, r1), then the second cell
+    assert [(j.cell_hash, j.epochs, j.repeat) for j in jobs] == [
+        (cells[0].hash, 4, 0), (cells[0].hash, 4, 1), (cells[0].hash, 12, 0), (cells[0].hash, 12, 1),
+        (cells[1].hash, 4, 0),
+    ]
+    first = jobs[0]
+    assert first.matrix == cells[0].matrix.tolist() and first.ops == list(cells[0].ops)
+    assert first.campaign == "c" and first.profile == PROFILE
+    assert first.attempt == 1 and first.max_attempts == 3 and first.checkpoint_location is None
+    assert first.seed == job_seed(0, cells[0].hash, 0)
+    tokens = {j.lease_token for j in jobs}
+    assert len(tokens) == 5 and all(re.fullmatch(r"[0-9a-f]{32}", t) for t in tokens)
+    assert queue.counts() == {"pending": 7, "running": 5, "done": 0, "failed": 0, "cancelled": 0}
+    # a higher priority jumps the queue
+    with db_engine.begin() as conn:
+        conn.execute(sa.text("UPDATE jobs SET priority = 5 WHERE id = 12"))
+    assert [j.job_id for j in queue.claim(2, "worker-2")] == [12, 6]
+
+
+def test_claim_filters_by_campaign(db_engine):
+    _campaign(db_engine, "a")
+    _campaign(db_engine, "b")
+    queue = JobQueue(db_engine)
+    assert {j.campaign for j in queue.claim(20, "w", campaigns=["b"])} == {"b"}
+    assert queue.counts(["b"])["running"] == 12 and queue.counts(["a"])["pending"] == 12
+    assert queue.claim(5, "w", campaigns=[]) == []
+    with pytest.raises(UnknownCampaign, match="nope"):
+        queue.claim(1, "w", campaigns=["nope"])
+
+
+def test_complete_stores_one_result_and_the_history(db_engine):
+    _campaign(db_engine)
+    queue = JobQueue(db_engine)
+    job = queue.claim(1, "worker-1")[0]
+    assert queue.start_attempt(job.job_id, job.lease_token, node="gpu-node-3", resumed_from_epoch=1.5)
+    assert queue.heartbeat(job.job_id, job.lease_token, step=40, epoch=2.5)
+    assert queue.record_metrics(job.job_id, job.lease_token, {"kind": "epoch", "epoch": 3.0, "step": 48,
+                                                               "loss": 1.25, "training_time": 9.5})
+    assert queue.set_checkpoint(job.job_id, job.lease_token, "/ckpt/job-1.pt")
+    row = queue.job(job.job_id)
+    assert (row["progress_step"], row["progress_epoch"], row["lease_node"]) == (40, 2.5, "gpu-node-3")
+    assert queue.complete(job.job_id, job.lease_token, fake_result(job, 0.875))
+    # the same lease completing again (an ambiguous commit retried) is fine and writes nothing
+    assert queue.complete(job.job_id, job.lease_token, fake_result(job, 0.5))
+    results = _rows(db_engine, "SELECT job_id, final_test_accuracy, attempt, evaluations FROM results")
+    assert len(results) == 1 and results[0][:3] == (job.job_id, 0.875, 1)
+    assert '"training_steps": 2' in results[0][3]
+    metrics = _rows(db_engine, "SELECT kind, epoch, step, loss, attempt FROM job_metrics")
+    assert metrics == [("epoch", 3.0, 48, 1.25, 1)]
+    assert queue.job(job.job_id)["checkpoint_location"] == "/ckpt/job-1.pt"
+    history = queue.history(job.job_id)
+    assert [(e["kind"], e["status"], e["attempt"]) for e in history] == [
+        ("claim", "running", 1), ("start", "running", 1), ("end", "done", 1)
+    ]
+    assert history[1]["node"] == "gpu-node-3" and history[1]["resumed_from_epoch"] == 1.5
+    assert queue.counts()["done"] == 1
+
+
+def test_a_reaped_lease_can_write_nothing(db_engine):
+    _campaign(db_engine, n_cells=1, epochs=(4,), repeats=1)
+    queue = JobQueue(db_engine, backoff_base=0)
+    old = queue.claim(1, "slow-worker")[0]
+    time.sleep(0.05)
+    assert queue.reap(0.01) == 1
+    token = old.lease_token
+    assert not queue.heartbeat(old.job_id, token, step=1)
+    assert not queue.complete(old.job_id, token, fake_result(old))
+    assert not queue.fail(old.job_id, token, "late", retryable=True)
+    assert not queue.release(old.job_id, token)
+    assert not queue.record_metrics(old.job_id, token, {"kind": "epoch", "epoch": 1.0})
+    assert not queue.set_checkpoint(old.job_id, token, "/elsewhere")
+    assert not queue.start_attempt(old.job_id, token, node="n", resumed_from_epoch=0.0)
+    new = queue.claim(1, "fresh-worker")[0]
+    assert new.job_id == old.job_id and new.attempt == 2 and new.lease_token != token
+    assert not queue.complete(old.job_id, token, fake_result(old))  # still fenced out
+    assert queue.complete(new.job_id, new.lease_token, fake_result(new))
+    assert _rows(db_engine, "SELECT job_id, attempt FROM results") == [(new.job_id, 2)]
+    assert _rows(db_engine, "SELECT COUNT(*) FROM job_metrics") == [(0,)]
+    kinds = [e["kind"] for e in queue.history(old.job_id)]
+    assert kinds == ["claim", "reap", "claim", "end"]
+
+
+def test_fail_backs_off_then_fails_at_max_attempts(db_engine):
+    _campaign(db_engine, n_cells=1, epochs=(4,), repeats=2, max_attempts=2)
+    queue = JobQueue(db_engine, backoff_base=100, backoff_cap=1000)
+    job = queue.claim(1, "w")[0]
+    assert queue.fail(job.job_id, job.lease_token, "CUDA error: device-side assert", retryable=True)
+    row = queue.job(job.job_id)
+    assert row["status"] == "pending" and row["last_error"] == "CUDA error: device-side assert"
+    assert 50 - 1 <= row["not_before"] - _db_now(db_engine) <= 100  # base * 2^0 with equal jitter
+    # backing off: the other job is claimed, this one is not
+    other = queue.claim(5, "w")
+    assert [j.job_id for j in other] == [2]
+    with db_engine.begin() as conn:
+        conn.execute(sa.text("UPDATE jobs SET not_before = 0 WHERE id = :id"), {"id": job.job_id})
+    again = queue.claim(1, "w")[0]
+    assert again.job_id == job.job_id and again.attempt == 2
+    assert queue.fail(again.job_id, again.lease_token, "NaN loss at step 7", retryable=True)
+    row = queue.job(job.job_id)
+    assert (row["status"], row["attempts"], row["last_error"]) == ("failed", 2, "NaN loss at step 7")
+    # a non-retryable error fails at once, whatever attempts remain
+    assert queue.fail(other[0].job_id, other[0].lease_token, "bad input", retryable=False)
+    assert queue.job(other[0].job_id)["status"] == "failed"
+    assert queue.counts() == {"pending": 0, "running": 0, "done": 0, "failed": 2, "cancelled": 0}
+
+
+def test_backoff_is_capped_exponential_with_jitter():
+    import random
+
+    rng = random.Random(1)
+    for attempt, full in ((1, 10), (2, 20), (3, 40), (4, 80), (9, 100)):
+        draws = [backoff_delay(attempt, 10, 100, rng) for _ in range(200)]
+        assert full / 2 <= min(draws) and max(draws) <= full
+        assert max(draws) - min(draws) > full / 4  # jitter actually spreads them
+    assert backoff_delay(3, 0, 100, rng) == 0
+
+
+def test_release_charges_no_attempt(db_engine):
+    _campaign(db_engine, n_cells=1, epochs=(4,), repeats=1)
+    queue = JobQueue(db_engine, backoff_base=1000)
+    job = queue.claim(1, "w")[0]
+    assert queue.set_checkpoint(job.job_id, job.lease_token, "/ckpt/1")
+    assert queue.release(job.job_id, job.lease_token, reason="SIGTERM: node draining")
+    row = queue.job(job.job_id)
+    assert (row["status"], row["attempts"], row["preemptions"]) == ("pending", 0, 1)
+    again = queue.claim(1, "w2")[0]  # claimable at once: no backoff
+    assert again.attempt == 1 and again.checkpoint_location == "/ckpt/1"
+    release = queue.history(job.job_id)[1]
+    assert (release["kind"], release["error"]) == ("release", "SIGTERM: node draining")
+
+
+def test_reaper_takes_back_a_killed_worker_job_and_fails_it_at_max_attempts(db_engine, db_url):
+    _campaign(db_engine, n_cells=1, epochs=(4,), repeats=1, max_attempts=2)
+    queue = JobQueue(db_engine, backoff_base=0.4, backoff_cap=0.4)
+    context = multiprocessing.get_context("spawn")
+    ttl = 0.5
+    for attempt in (1, 2):
+        ready = context.Queue()
+        worker = context.Process(target=claim_and_hang, args=(db_url, f"doomed-{attempt}", ready))
+        worker.start()
+        try:
+            assert ready.get(timeout=60) == 1
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.join(timeout=30)
+            assert worker.exitcode == -signal.SIGKILL
+        finally:
+            if worker.is_alive():
+                worker.kill()
+        assert queue.reap(ttl) == 0  # the lease has not expired yet
+        time.sleep(ttl + 0.1)
+        assert queue.reap(ttl) == 1
+        row = queue.job(1)
+        assert row["attempts"] == attempt and row["lease_token"] is None
+        if attempt == 1:
+            assert row["status"] == "pending"
+            assert 0.2 - 0.05 <= row["not_before"] - _db_now(db_engine) <= 0.4
+            time.sleep(0.45)
+    assert row["status"] == "failed"
+    assert row["last_error"] == "lease expired: no heartbeat from doomed-2 for 0.5 s (attempt 2 of 2)"
+    kinds = [(e["kind"], e["owner"], e["status"]) for e in queue.history(1)]
+    assert kinds == [
+        ("claim", "doomed-1", "running"), ("start", "doomed-1", "running"), ("reap", "doomed-1", "pending"),
+        ("claim", "doomed-2", "running"), ("start", "doomed-2", "running"), ("reap", "doomed-2", "failed"),
+    ]
+
+
+def test_cancel_stops_running_jobs_and_retry_brings_jobs_back(db_engine):
+    _campaign(db_engine, n_cells=2, epochs=(4,), repeats=2)
+    queue = JobQueue(db_engine, backoff_base=0)
+    running = queue.claim(1, "w")[0]
+    failed = queue.claim(1, "w")[0]
+    queue.fail(failed.job_id, failed.lease_token, "boom", retryable=False)
+    assert queue.cancel("c") == 3  # the running job and the two pending ones
+    assert not queue.heartbeat(running.job_id, running.lease_token)
+    assert not queue.complete(running.job_id, running.lease_token, fake_result(running))
+    assert queue.counts() == {"pending": 0, "running": 0, "done": 0, "failed": 1, "cancelled": 3}
+    assert queue.retry("c") == 1
+    assert queue.job(failed.job_id)["attempts"] == 0
+    assert queue.retry("c", failed_only=False) == 3
+    assert queue.counts() == {"pending": 4, "running": 0, "done": 0, "failed": 0, "cancelled": 0}
+    job = queue.claim(1, "w")[0]
+    assert queue.cancel(job_ids=[job.job_id]) == 1 and queue.job(job.job_id)["status"] == "cancelled"
+    with pytest.raises(UnknownCampaign):
+        queue.retry("nope")
+    with pytest.raises(UnknownCampaign):
+        queue.cancel("nope")
+
+
+def test_counts_agree_with_the_jobs_table(db_engine):
+    _campaign(db_engine, n_cells=5, epochs=(4, 12), repeats=3)  # 30 jobs
+    queue = JobQueue(db_engine, backoff_base=0)
+    jobs = queue.claim(12, "w")
+    for job in jobs[:4]:
+        queue.complete(job.job_id, job.lease_token, fake_result(job))
+    for job in jobs[4:6]:
+        queue.fail(job.job_id, job.lease_token, "x", retryable=False)
+    for job in jobs[6:8]:
+        queue.release(job.job_id, job.lease_token)
+    queue.cancel(job_ids=[jobs[8].job_id, 30])
+
+    def truth():
+        counts = dict.fromkeys(("pending", "running", "done", "failed", "cancelled"), 0)
+        counts.update(dict(_rows(db_engine, "SELECT status, COUNT(*) FROM jobs GROUP BY status")))
+        return counts
+
+    assert queue.counts() == truth() == {"pending": 19, "running": 3, "done": 4, "failed": 2, "cancelled": 2}
+    progress = _rows(db_engine, "SELECT attempts, total FROM campaign_progress")
+    assert progress == _rows(db_engine, "SELECT SUM(attempts), COUNT(*) FROM jobs")
+    with db_engine.begin() as conn:  # what the reaper does once the deltas pile up
+        assert compact_job_counts(conn) > 5
+    assert _rows(db_engine, "SELECT COUNT(*) FROM job_counts")[0][0] <= 5
+    assert queue.counts() == truth()
+    assert _rows(db_engine, "SELECT attempts FROM campaign_progress") == [(10,)]
