@@ -23,7 +23,7 @@ from farm.model import (
     build_network,
     count_parameters,
 )
-from farm.spec import Cell
+from farm.spec import Cell, cell_from_labels
 from tests.test_cost import (
     CONV3X3_SKIP,
     INCEPTION_README,
@@ -75,12 +75,8 @@ def test_closed_form_equals_module_count_on_enumerated_sample():
         pytest.skip("farm.space.sample_cells not available yet")
     for enumerated in space.sample_cells(100, seed=3):
         params, _ = cost.cost_from_labels(enumerated.matrix, enumerated.labels)
-        cell = Cell.from_any(
-            enumerated.matrix,
-            ["input"]
-            + [("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")[x] for x in enumerated.labels[1:-1]]
-            + ["output"],
-        )
+        cell = cell_from_labels(enumerated.matrix, enumerated.labels)
+        assert cell.hash == enumerated.hash
         assert count_parameters(Network(cell, NB101, device="meta")) == params
 
 
