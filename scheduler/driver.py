@@ -209,6 +209,7 @@ class Driver:
         self.next_count = 0.0
         self.counts: dict[str, int] = {}
         self.db_down_until = 0.0
+        self.db_down_since: float | None = None
         self.capacity_warned = False
         self.bar = None
 
@@ -243,11 +244,17 @@ class Driver:
         if time.monotonic() < self.db_down_until:
             return default
         try:
-            return call()
+            value = call()
         except DatabaseUnavailable as exc:
-            log.warning("%s: %s (retrying in a moment)", what, exc)
+            if self.db_down_since is None:
+                self.db_down_since = time.monotonic()
+                log.warning("%s: %s; the driver keeps going and retries", what, exc)
             self.db_down_until = time.monotonic() + 2.0
             return default
+        if self.db_down_since is not None:
+            log.warning("database back after %.0f s", time.monotonic() - self.db_down_since)
+            self.db_down_since = None
+        return value
 
     # -- pool ----------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ each ``nasfarm run`` joins it as a driver (~1 s). The node-loss test builds its 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -232,13 +233,71 @@ def kill_hard(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+class PostgresServer:
+    """A throw-away PostgreSQL server on a spare port, which a test may stop and start at will.
+
+    Uses the initdb/pg_ctl of the installed server; as root they run as the ``postgres`` user
+    (initdb refuses root), in a directory made for it.
+    """
+
+    def __init__(self) -> None:
+        import glob
+        import shutil
+        import tempfile
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")) or [shutil.which("pg_ctl")]
+        if not found or not found[-1]:
+            pytest.skip("no pg_ctl/initdb found to run a private PostgreSQL server")
+        self.bin = Path(found[-1]).parent
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="nasfarm-pg-"))
+        self.data = self.root / "data"
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.root, user="postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.as_user, str(self.bin / tool), *args], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+
+    @property
+    def base_url(self) -> str:
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"),
+                  "-w", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        import shutil
+
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 @pytest.fixture
-def farm(pg_base_url: str, ray_address: str, synthetic_cifar_dir: Path, tmp_path: Path) -> Iterator[Farm]:
+def farm_db_url(pg_base_url: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for one test (dropped afterwards)."""
     url = create_database(pg_base_url)
-    harness = Farm(db_url=url, storage=tmp_path / "checkpoints", data_dir=synthetic_cifar_dir,
+    try:
+        yield url
+    finally:
+        drop_database(pg_base_url, url)
+
+
+@pytest.fixture
+def farm(farm_db_url: str, ray_address: str, synthetic_cifar_dir: Path, tmp_path: Path) -> Iterator[Farm]:
+    harness = Farm(db_url=farm_db_url, storage=tmp_path / "checkpoints", data_dir=synthetic_cifar_dir,
                    ray_address=ray_address)
     try:
         yield harness
     finally:
         harness.close()
-        drop_database(pg_base_url, url)

@@ -96,7 +96,7 @@ class LeaseKeeper:
             except DatabaseUnavailable as exc:
                 delays = delays or backoff_delays()
                 pause = next(delays)
-                log.warning("job %d: database unavailable (%s); retrying in %.1f s", self.job_id, exc, pause)
+                log.warning("job %d: %s; retrying in %.1f s", self.job_id, exc, pause)
                 self._closing.wait(pause)
                 continue
             except Exception:  # a bug must not kill the lease silently: log, back off, keep beating

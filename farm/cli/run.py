@@ -154,3 +154,4 @@ def _configure_logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="nasfarm: %(message)s", stream=sys.stderr)
     for name in ("nasfarm.run", "scheduler", "workers"):
         logging.getLogger(name).setLevel(level)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
