@@ -109,8 +109,17 @@ sa.Index(
     postgresql_where=jobs.c.status == "running",
     sqlite_where=jobs.c.status == "running",
 )
-# Per-campaign counts, retry and cancel.
-sa.Index("ix_jobs_campaign_status", jobs.c.campaign_id, jobs.c.status)
+# The claim restricted to one campaign: without it, claiming from a campaign queued behind another
+# campaign's 5M pending jobs would walk all of them in ix_jobs_claim. (No (campaign_id, status)
+# index: counts come from job_counts, and retry/cancel are rare bulk operations.)
+sa.Index(
+    "ix_jobs_campaign_claim",
+    jobs.c.campaign_id,
+    jobs.c.priority.desc(),
+    jobs.c.id,
+    postgresql_where=jobs.c.status == "pending",
+    sqlite_where=jobs.c.status == "pending",
+)
 # The job_failures view: only jobs with an error (few), never the whole table.
 sa.Index(
     "ix_jobs_with_error",

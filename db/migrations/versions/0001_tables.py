@@ -91,7 +91,10 @@ def upgrade() -> None:
         "ix_jobs_running_heartbeat", "jobs", ["heartbeat_at"],
         postgresql_where=RUNNING, sqlite_where=RUNNING,
     )
-    op.create_index("ix_jobs_campaign_status", "jobs", ["campaign_id", "status"])
+    op.create_index(
+        "ix_jobs_campaign_claim", "jobs", ["campaign_id", sa.text("priority DESC"), "id"],
+        postgresql_where=PENDING, sqlite_where=PENDING,
+    )
 
     op.create_table(
         "job_events",
