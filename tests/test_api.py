@@ -252,3 +252,89 @@ def test_round_trip_write_read_gives_identical_metrics(tmp_path, suffix) -> None
 def _as_lists(metrics):
     fixed, computed = metrics
     return {**fixed, "module_adjacency": fixed["module_adjacency"].tolist()}, computed
+
+
+# -- database campaigns: export, import of a published-layout file, compare ---------------------
+
+def _complete_all_but_one(engine, campaign: str) -> dict[tuple[str, int, int], dict]:
+    """Finish every job of ``campaign`` except one (distinct numbers per job); returns what was
+    stored, keyed by (hash, epochs, repeat)."""
+    from db.queue import JobQueue
+    from farm.cost import trainable_parameters
+    from farm.spec import Cell
+
+    queue = JobQueue(engine)
+    jobs = queue.claim(1000, "test-owner")
+    stored = {}
+    for job in jobs[:-1]:
+        accuracy = 0.5 + 0.4 * (int(job.cell_hash[:6], 16) % 997) / 997 + 0.001 * job.repeat
+        params = trainable_parameters(Cell.from_any(job.matrix, job.ops))
+        evaluations = [
+            {"epochs": e, "training_steps": s, "training_time": t, "train_accuracy": a + 0.01,
+             "validation_accuracy": a, "test_accuracy": a - 0.01}
+            for e, s, t, a in ((0.0, 0, 0.0, 0.1), (job.epochs / 2, 5, 3.5 * job.epochs, accuracy - 0.1),
+                               (float(job.epochs), 10, 7.25 * job.epochs + job.repeat, accuracy))
+        ]
+        metrics = {"trainable_parameters": params, "total_time": 8.0 * job.epochs}
+        for prefix, e in (("halfway", evaluations[1]), ("final", evaluations[2])):
+            for key in ("training_time", "train_accuracy", "validation_accuracy", "test_accuracy"):
+                metrics[f"{prefix}_{key}"] = e[key]
+        assert queue.complete(job.job_id, job.lease_token, {"metrics": metrics, "evaluations": evaluations})
+        stored[(job.cell_hash, job.epochs, job.repeat)] = metrics
+    unfinished = jobs[-1]
+    return stored, (unfinished.cell_hash, unfinished.epochs)
+
+
+def test_campaign_export_import_and_compare(db_engine, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from db.campaigns import create_campaign
+    from db.nb101_io import campaign_records
+    from farm.cli import main
+    from farm.config import SMOKE
+    from tests.fixtures_db import random_cells
+
+    url = db_engine.url.render_as_string(hide_password=False)
+    create_campaign(db_engine, "ours", random_cells(5, seed=3), epochs=(4, 12), repeats=2,
+                    profile=SMOKE.to_dict(), order="as-given")
+    stored, (open_hash, open_epochs) = _complete_all_but_one(db_engine, "ours")
+
+    # The API over the campaign itself: finished cells answer, the unfinished one says so.
+    bench = NASBench(campaign_records(db_engine, "ours"), seed=0, num_repeats=2)
+    with pytest.raises(CellNotFinishedError, match=f"{open_hash} has 1 of 2 repeats at {open_epochs}"):
+        fixed, _ = bench.get_metrics_from_hash(open_hash)
+        bench.query(ModelSpec(fixed["module_adjacency"], fixed["module_operations"]), epochs=open_epochs)
+
+    runner = CliRunner()
+    for suffix in (".tfrecord", ".jsonl", ".parquet"):
+        path = tmp_path / f"ours{suffix}"
+        result = runner.invoke(main, ["export", "--campaign", "ours", "--out", str(path), "--db", url])
+        assert result.exit_code == 0, result.output
+        assert f"exported {len(stored)} records" in result.output
+        exported = NASBench(path, num_repeats=2)
+        for (module_hash, epochs, repeat), metrics in stored.items():
+            fixed, computed = exported.get_metrics_from_hash(module_hash)
+            assert fixed["trainable_parameters"] == metrics["trainable_parameters"]
+            assert computed[epochs][repeat] == {k: metrics[k] for k in computed[epochs][repeat]}
+
+    imported = runner.invoke(main, ["import-nb101", str(tmp_path / "ours.tfrecord"), "--db", url])
+    assert imported.exit_code == 0, imported.output
+    assert f"{len(stored)} results added" in imported.output
+    again = runner.invoke(main, ["import-nb101", str(tmp_path / "ours.tfrecord"), "--db", url])
+    assert again.exit_code == 0 and "0 results added" in again.output
+
+    out = tmp_path / "cmp"
+    compared = runner.invoke(main, ["compare", "--campaign", "ours", "--against", "published",
+                                    "--out", str(out), "--db", url])
+    assert compared.exit_code == 0, compared.output
+    summary = __import__("json").loads((out / "summary.json").read_text())
+    assert summary["parameter_agreement"] == 1.0
+    assert summary["cells_common"] == 5
+    for stats in summary["budgets"].values():
+        assert stats["final_validation_accuracy"]["mean_abs_difference"] == 0.0
+        assert stats["spearman_validation"] == pytest.approx(1.0)
+    assert (out / "final_validation_accuracy.png").exists()
+
+    missing = runner.invoke(main, ["export", "--campaign", "nope", "--out", str(tmp_path / "x.jsonl"),
+                                   "--db", url])
+    assert missing.exit_code == 2 and "nope" in missing.output

@@ -23,12 +23,12 @@ def load_bench(source: str, db_url: str | None, seed: int):
         return NASBench(synthetic_table(table_seed), seed=seed, name=f"synthetic:{table_seed}")
     if source.startswith("db:"):
         from db.nb101_io import campaign_records
-
-        from db.engine import make_engine
+        from farm.cli.db import db_errors, open_engine
 
         campaign = source[3:]
-        engine = make_engine(db_url)
-        return NASBench(list(campaign_records(engine, campaign)), seed=seed, name=f"campaign {campaign}")
+        with db_errors():
+            engine = open_engine(db_url)
+            return NASBench(campaign_records(engine, campaign), seed=seed, name=f"campaign {campaign}")
     path = Path(source)
     if not path.exists():
         raise click.BadParameter(
@@ -48,7 +48,8 @@ def load_bench(source: str, db_url: str | None, seed: int):
               help="Simulated training seconds per run.")
 @click.option("--source", required=True,
               help="A .tfrecord/.jsonl[.gz]/.parquet file, db:CAMPAIGN, or synthetic[:SEED].")
-@click.option("--db", "db_url", default=None, help="Database URL for db: sources (default: $NASFARM_DB).")
+@click.option("--db", "db_url", envvar="NASFARM_DB", metavar="URL", default=None,
+              help="Database URL for db: sources (default: $NASFARM_DB).")
 @click.option("--epochs", type=int, default=108, show_default=True, help="The full training budget.")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Processes (default: all CPUs).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Run i uses seed SEED+i.")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -70,13 +71,23 @@ class CellFeatures:
 
 
 def cell_features(cells: Sequence | None = None) -> CellFeatures:
-    """Features of ``cells`` (EnumeratedCell-like: hash, matrix, labels); default: the space."""
+    """Features of ``cells`` (EnumeratedCell-like: hash, matrix, labels); default: the space,
+    computed once per process (enumeration + parameter counts take about a minute)."""
+    if cells is None:
+        return _space_features()
+    return _features_of(cells)
+
+
+@cache
+def _space_features() -> CellFeatures:
+    from farm.space import enumerate_cells
+
+    return _features_of(enumerate_cells())
+
+
+def _features_of(cells: Sequence) -> CellFeatures:
     from farm.cost import cost_from_labels
 
-    if cells is None:
-        from farm.space import enumerate_cells
-
-        cells = enumerate_cells()
     n = len(cells)
     op_of_label = {-1: INPUT, -2: OUTPUT, **dict(enumerate(AVAILABLE_OPS))}
     counts = np.zeros((n, 3), dtype=np.float64)

@@ -1,0 +1,130 @@
+"""The NAS algorithm comparison on a deterministic synthetic table over the real enumerated space.
+
+Every one of the 423,624 enumerated cells is in the table (so every valid spec an algorithm makes
+can be answered); accuracy is a fixed function of the cell, training time follows farm.cost's
+parameter count. Building it takes ~30-60 s on 2 cores, once per session.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from farm.api import NASBench
+from farm.search import ALGORITHMS, make_algorithm, run_search
+from farm.search.runner import run_many
+from farm.search.synthetic import cell_features, synthetic_table
+
+
+@pytest.fixture(scope="module")
+def bench() -> NASBench:
+    table = synthetic_table(0, features=cell_features())
+    assert len(table) == 423_624  # the whole space: every valid spec has an answer
+    return NASBench(table, seed=0)
+
+
+class Recording:
+    """Wraps an algorithm and logs every query the harness charges."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.log: list[tuple[int, float]] = []
+
+    def run(self, env) -> None:
+        charged = env.query
+
+        def query(spec, epochs=None):
+            data = charged(spec, epochs)
+            self.log.append((env.epochs if epochs is None else epochs, data["training_time"]))
+            return data
+
+        env.query = query
+        self.inner.run(env)
+
+
+def test_synthetic_table_is_deterministic_and_shaped_like_nasbench(bench) -> None:
+    again = synthetic_table(0, features=cell_features())
+    for epochs in (4, 12, 36, 108):
+        assert np.array_equal(bench.table.metrics[epochs], again.metrics[epochs])
+    assert bench.valid_epochs == {4, 12, 36, 108}
+    fixed, computed = bench.get_metrics_from_hash("28cfc7874f6d200472e1a9dcd8650aa0")
+    assert fixed["trainable_parameters"] == 2_694_282  # farm.cost, the published count
+    # Time is affine in parameters, ~1150 s at 108 epochs for the Inception cell (published 1156).
+    assert 1100 < np.mean([r["final_training_time"] for r in computed[108]]) < 1200
+    assert len(computed[108]) == 3
+    means = bench.table.mean(108, "final_validation_accuracy")
+    assert np.sum(means > np.nanmax(means) - 0.005) < 50  # a real optimum, not a plateau
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_each_algorithm_improves_on_its_start(bench, name) -> None:
+    results = [run_search(make_algorithm(name), bench, budget=1e6, seed=s) for s in range(4)]
+    first = np.mean([r.trace[0].regret for r in results])
+    final = np.mean([r.trace[-1].regret for r in results])
+    assert final < first, (name, first, final)
+    for r in results:  # the incumbent's validation accuracy only ever rises
+        validations = [p.validation_accuracy for p in r.trace]
+        assert validations == sorted(validations)
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_budget_accounting_matches_the_queries(bench, name) -> None:
+    budget = 4e5
+    recorder = Recording(make_algorithm(name))
+    result = run_search(recorder, bench, budget=budget, seed=3)
+    times = [t for _, t in recorder.log]
+    assert result.queries == len(recorder.log)
+    assert result.time_spent == pytest.approx(math.fsum(times), rel=1e-9)
+    assert result.epochs_spent == sum(e for e, _ in recorder.log)
+    assert math.fsum(times[:-1]) < budget <= math.fsum(times)  # the last query crossed the budget
+    if name == "bohb":  # multi-fidelity: it also buys cheaper, shorter budgets
+        assert {e for e, _ in recorder.log} > {108}
+    else:
+        assert {e for e, _ in recorder.log} == {108}
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_runs_reproduce_by_seed(bench, name) -> None:
+    def trace(seed: int):
+        result = run_search(make_algorithm(name), bench, budget=3e5, seed=seed)
+        return [(p.time, p.regret, p.module_hash) for p in result.trace], result.queries
+
+    assert trace(11) == trace(11)
+    assert trace(11) != trace(12)
+
+
+def test_regularized_evolution_beats_random_search_over_100_runs(bench) -> None:
+    results = run_many(bench, ["rs", "re"], runs=100, budget=1e6, seed=1000, workers=2, progress=False)
+    final = {name: [r.trace[-1].regret for r in results if r.algorithm == name] for name in ("rs", "re")}
+    assert len(final["rs"]) == len(final["re"]) == 100
+    assert np.mean(final["re"]) < np.mean(final["rs"]), {k: np.mean(v) for k, v in final.items()}
+    # Same seeds, same runs in a different process layout: parallelism does not change results.
+    serial = run_search(make_algorithm("re"), bench, budget=1e6, seed=1000 + 7)
+    assert [p.regret for p in serial.trace] == [p.regret for p in results[100 + 7].trace]
+
+
+def test_search_command_writes_traces_and_plot(bench, tmp_path) -> None:
+    from farm.cli import main
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, [
+        "search", "--algorithms", ",".join(ALGORITHMS), "--runs", "2", "--budget", "2e5",
+        "--source", "synthetic", "--workers", "2", "--out", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    with open(out / "traces.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["algorithm"] for r in rows} == set(ALGORITHMS)
+    assert {(r["algorithm"], r["run"]) for r in rows} == {(a, str(i)) for a in ALGORITHMS for i in range(2)}
+    assert (out / "regret.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(out / "summary.csv") as handle:
+        assert {r["algorithm"] for r in csv.DictReader(handle)} == set(ALGORITHMS)
+
+    bad = CliRunner().invoke(main, ["search", "--algorithms", "rs,nope", "--source", "synthetic",
+                                    "--out", str(out)])
+    assert bad.exit_code == 2 and "nope" in bad.output
