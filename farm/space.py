@@ -43,8 +43,9 @@ SUPPORTED_MAX_VERTICES = 7
 class EnumeratedCell(NamedTuple):
     """A canonical representative: pruned V x V matrix and labels (-1, op index, -2).
 
-    ``matrix`` and ``labels`` lists are shared between cells with the same matrix or labeling
-    (that keeps the full space at ~100 MiB): treat them as read-only, copy before mutating.
+    Within one result, ``matrix`` and ``labels`` lists are shared between cells with the same
+    matrix or labeling (the full space then takes ~80 MiB): treat them as read-only, copy before
+    mutating.
     """
 
     hash: str
@@ -176,13 +177,22 @@ def all_matrix_classes(max_vertices: int, max_edges: int) -> list[MatrixClass]:
     return [mc for v in range(2, max_vertices + 1) for mc in matrix_classes(v, max_edges)]
 
 
-@cache
-def _shared_labels(vertices: int) -> tuple[list[int], ...]:
-    return tuple([INPUT_LABEL, *map(int, row), OUTPUT_LABEL] for row in _labelings(vertices))
+class _LabelLists:
+    """The label list of each (size, labeling code), built once per result and shared by its cells.
 
+    Not cached across calls on purpose: a caller that mutates a cell's labels spoils only its
+    own result, never a later enumeration.
+    """
 
-def _labels_of(vertices: int, code: int) -> list[int]:
-    return _shared_labels(vertices)[code]
+    def __init__(self) -> None:
+        self._lists: dict[int, list[list[int]]] = {}
+
+    def __call__(self, vertices: int, code: int) -> list[int]:
+        lists = self._lists.get(vertices)
+        if lists is None:
+            rows = _labelings(vertices).tolist()
+            lists = self._lists[vertices] = [[INPUT_LABEL, *row, OUTPUT_LABEL] for row in rows]
+        return lists[code]
 
 
 def _matrix_array(bits: int, vertices: int) -> np.ndarray:
@@ -267,6 +277,7 @@ def enumerate_cells(
     tick = bar.update if bar is not None else (lambda n: None)
     seen: set[str] = set()
     dedupe = not _verified_space(max_vertices, max_edges)
+    labels_of = _LabelLists()
     cells: list[EnumeratedCell] = []
     try:
         for mc, hashes in _hashed_classes(classes, workers or _default_workers(), tick):
@@ -276,7 +287,7 @@ def enumerate_cells(
                     if digest in seen:
                         continue
                     seen.add(digest)
-                cells.append(EnumeratedCell(digest, matrix, _labels_of(mc.vertices, code)))
+                cells.append(EnumeratedCell(digest, matrix, labels_of(mc.vertices, code)))
     finally:
         if bar is not None:
             bar.close()
@@ -319,6 +330,7 @@ def sample_cells(
     if not 0 <= n <= total:
         raise ValueError(f"cannot sample {n} cells from a space of {total}")
     picked = []
+    labels_of = _LabelLists()
     matrices: dict[int, list[list[int]]] = {}
     for index in random.Random(seed).sample(range(total), n):
         i = int(np.searchsorted(offsets, index, side="right")) - 1
@@ -326,7 +338,7 @@ def sample_cells(
         matrix = matrices.get(i)
         if matrix is None:
             matrix = matrices[i] = matrix_from_bits(mc.bits, mc.vertices)
-        picked.append((matrix, _labels_of(mc.vertices, int(mc.codes[index - offsets[i]]))))
+        picked.append((matrix, labels_of(mc.vertices, int(mc.codes[index - offsets[i]]))))
     return [
         EnumeratedCell(digest, matrix, labels)
         for digest, (matrix, labels) in zip(hash_cells(picked), picked, strict=True)
