@@ -133,6 +133,7 @@ def run_campaigns(
     stopping yourself (``stop.request()``).
     """
     opts = RunOptions(**options)
+    choose_shape(1.0, opts.gpus_per_job, opts.cpus_per_job)  # refuse an impossible shape before Ray starts
     from db.campaigns import get_campaign
     from db.engine import make_engine
     from db.queue import JobQueue
