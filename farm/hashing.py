@@ -62,12 +62,12 @@ def initial_hash(out_degree: int, in_degree: int, label: int) -> str:
 
 
 def _gather(neighbours: list[int]) -> tuple[int, int | itemgetter | None]:
-    """How to read the neighbours' hashes: (0, None), (1, index) or (2, itemgetter of several)."""
+    """How to read the neighbours' hashes: (0, None), (1, index) or (count, itemgetter)."""
     if not neighbours:
         return 0, None
     if len(neighbours) == 1:
         return 1, neighbours[0]
-    return 2, itemgetter(*neighbours)
+    return len(neighbours), itemgetter(*neighbours)
 
 
 def _plan(matrix: Sequence[Sequence[int]]) -> tuple[list[tuple[int, int]], list[tuple]]:
@@ -109,17 +109,24 @@ def module_hash(matrix: Sequence[Sequence[int]], labels: Sequence[int]) -> str:
     for round_index in range(len(steps)):
         previous = hashes
         hashes = []
-        for v, in_kind, ins, out_kind, outs in steps:
-            # The concatenated, sorted hex hashes of the predecessors, then of the successors.
-            if in_kind == 1:
+        for v, in_count, ins, out_count, outs in steps:
+            # The concatenated, sorted hex hashes of the predecessors, then of the successors
+            # (two neighbours, the commonest case, are ordered inline).
+            if in_count == 1:
                 before = previous[ins]
-            elif in_kind:
+            elif in_count == 2:
+                x, y = ins(previous)
+                before = x + y if x < y else y + x
+            elif in_count:
                 before = join(sorted(ins(previous)))
             else:
                 before = ""
-            if out_kind == 1:
+            if out_count == 1:
                 after = previous[outs]
-            elif out_kind:
+            elif out_count == 2:
+                x, y = outs(previous)
+                after = x + y if x < y else y + x
+            elif out_count:
                 after = join(sorted(outs(previous)))
             else:
                 after = ""
