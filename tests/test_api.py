@@ -8,6 +8,7 @@ unfinished (2 of 3 repeats).
 
 from __future__ import annotations
 
+import importlib.util
 import random
 
 import numpy as np
@@ -238,6 +239,8 @@ def test_metrics_by_hash_and_spec_are_copies_in_file_order(bench) -> None:
 
 @pytest.mark.parametrize("suffix", [".tfrecord", ".jsonl", ".parquet"])
 def test_round_trip_write_read_gives_identical_metrics(tmp_path, suffix) -> None:
+    if suffix == ".parquet":
+        pytest.importorskip("pyarrow")
     records = fixture_records()
     from_records = NASBench(records)
     path = tmp_path / f"export{suffix}"
@@ -306,7 +309,8 @@ def test_campaign_export_import_and_compare(db_engine, tmp_path) -> None:
         bench.query(ModelSpec(fixed["module_adjacency"], fixed["module_operations"]), epochs=open_epochs)
 
     runner = CliRunner()
-    for suffix in (".tfrecord", ".jsonl", ".parquet"):
+    suffixes = [".tfrecord", ".jsonl"] + ([".parquet"] if importlib.util.find_spec("pyarrow") else [])
+    for suffix in suffixes:
         path = tmp_path / f"ours{suffix}"
         result = runner.invoke(main, ["export", "--campaign", "ours", "--out", str(path), "--db", url])
         assert result.exit_code == 0, result.output
