@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,13 +92,15 @@ def _output(path: str | None) -> Iterator[TextIO]:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise BadInput(f"--out: directory {directory} does not exist")
-    handle, temp = tempfile.mkstemp(dir=directory, prefix=".nasfarm-", suffix=".tmp")
+    # A plain open (not mkstemp) so that the file gets the usual umask permissions.
+    temp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(handle, "w", encoding="ascii", newline="\n") as stream:
+        with open(temp, "x", encoding="ascii", newline="\n") as stream:
             yield stream
         os.replace(temp, path)
     except BaseException:
-        os.unlink(temp)
+        if os.path.exists(temp):
+            os.unlink(temp)
         raise
 
 
