@@ -113,7 +113,11 @@ def _output(path: str | None) -> Iterator[TextIO]:
     help="Largest cell, counting input and output.",
 )
 @click.option(
-    "--max-edges", type=click.IntRange(0), default=DEFAULT_MAX_EDGES, show_default=True
+    "--max-edges",
+    type=click.IntRange(0),
+    default=DEFAULT_MAX_EDGES,
+    show_default=True,
+    help="Most edges of a (pruned) cell.",
 )
 @click.option(
     "--out",
