@@ -80,6 +80,11 @@ def test_up_to_six_vertices_matches_the_original_run(space6):
     assert counts_by_vertices(space6) == {v: UNIQUE_BY_VERTICES[v] for v in range(2, 7)}
     assert len(space6) == 64_542 == len({c.hash for c in space6})
     assert as_tuples(space6) == literal_original(6, 9)  # same cells, same representatives, same order
+    assert enumerate_cells(6, workers=1) == space6  # one process gives the same list
+
+
+def test_progress_bar_does_not_change_the_result(capsys):
+    assert enumerate_cells(4, progress=True) == enumerate_cells(4)
 
 
 def test_a_space_beyond_the_verified_limits_is_still_exact():
