@@ -6,13 +6,14 @@ its own hash); the module hash is md5 of ``str(sorted(final vertex hashes))``.
 
 Two implementations of the same function:
 
-* :func:`module_hash` hashes one cell in plain Python (initial and first-round vertex hashes are
-  memoised: they depend only on a vertex's degrees and its neighbours' degrees and labels).
-* :func:`hash_cells` / :func:`hash_labelings` hash many cells at once. The md5 inputs of all
-  vertices with the same in/out degree are built as rows of one numpy byte array (gather,
-  sort, concatenate), so the only per-vertex Python work left is one C-level ``map(md5, rows)``.
-  The cost is then close to the md5 computations themselves (V*(V+1)+1 per cell, minus the
-  first round's repeats, which are hashed once per distinct message).
+* :func:`module_hash` hashes one cell in plain Python: per-matrix "plans" (neighbour readers) are
+  cached, and initial and first-round vertex hashes are memoised (they depend only on a vertex's
+  degrees and its neighbours' degrees and labels).
+* :func:`hash_cells` / :func:`hash_labelings` / :func:`hash_arrays` hash many cells at once.
+  The md5 inputs of all vertices with the same in/out degree are built as rows of one numpy
+  byte array (gather, sort, concatenate), so the only per-vertex Python work left is one
+  C-level ``map(md5, rows)``. The cost is then close to the md5 computations themselves
+  (V*(V+1)+1 per cell, minus the first round's repeats, hashed once per distinct message).
 
 Labels and degrees are always rendered as plain ``int``: under numpy >= 2 a numpy integer renders
 as ``np.int64(1)`` and would silently change every digest (SPEC b.4).
@@ -46,6 +47,7 @@ _FIRST_ROUND_BYTES: dict[bytes, bytes] = {}
 _FIRST_ROUND_LIMIT = 1 << 18
 _PLANS: dict[tuple, tuple] = {}
 _PLANS_LIMIT = 1 << 16
+_BATCH_CELLS = 1 << 15
 
 
 def _md5hex(text: str) -> str:
@@ -284,16 +286,19 @@ def hash_cells(cells: Iterable[tuple[Sequence[Sequence[int]], Sequence[int]]]) -
         if len(labels) != len(matrix):
             raise ValueError(f"{len(labels)} labels for a {len(matrix)}x{len(matrix)} matrix")
         by_size.setdefault(len(labels), []).append(i)
-    for n, indices in by_size.items():
-        if len(indices) < 8:  # numpy's fixed costs outweigh the batch
-            for i in indices:
+    for n, same_size in by_size.items():
+        if len(same_size) < 8:  # numpy's fixed costs outweigh the batch
+            for i in same_size:
                 result[i] = module_hash(*items[i])
             continue
-        adjacency = np.array([items[i][0] for i in indices]).reshape(len(indices), n, n)
-        labels = np.array([[int(x) for x in items[i][1]] for i in indices], dtype=np.int64)
-        labels = labels.reshape(len(indices), n)
-        for i, digest in zip(indices, hash_arrays(adjacency, labels), strict=True):
-            result[i] = digest
+        # Batches of bounded size keep the working arrays at a few tens of MiB.
+        for start in range(0, len(same_size), _BATCH_CELLS):
+            indices = same_size[start : start + _BATCH_CELLS]
+            adjacency = np.array([items[i][0] for i in indices]).reshape(len(indices), n, n)
+            labels = np.array([[int(x) for x in items[i][1]] for i in indices], dtype=np.int64)
+            labels = labels.reshape(len(indices), n)
+            for i, digest in zip(indices, hash_arrays(adjacency, labels), strict=True):
+                result[i] = digest
     return result
 
 
