@@ -95,6 +95,9 @@ class JobQueue:
         self.backoff_cap = backoff_cap
         self.rng = rng or random.Random()
         self._campaigns: dict[int, tuple[str, dict[str, Any]]] = {}
+        self._campaign_id_by_name: dict[str, int] = {}
+        # Same pool, but connections handed out in autocommit mode (see _one).
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def _transaction(self, *, durable: bool = False) -> Iterator[sa.Connection]:
@@ -107,11 +110,41 @@ class JobQueue:
     def _sql(self, template: str, **fragments: str) -> sa.TextClause:
         return q.render(template, self.dialect, **fragments)
 
+    def _one(
+        self, template: str, params: dict[str, Any], *, durable: bool = False, **fragments: str
+    ) -> tuple[list[Any], int]:
+        """Run one statement as its own transaction; returns (rows, rowcount).
+
+        PostgreSQL: in autocommit mode, so the statement costs one round trip (no BEGIN, no
+        COMMIT), prefixed with ``SET LOCAL synchronous_commit TO OFF`` unless ``durable``.
+        SQLite: a BEGIN IMMEDIATE transaction around it.
+        """
+        if self.dialect == "postgresql":
+            prefix = "" if durable else q.ASYNC_COMMIT_PREFIX
+            statement = q.render(prefix + template, self.dialect, **fragments)
+            with self._autocommit.connect() as conn:
+                result = conn.execute(statement, params)
+                return (list(result.mappings()) if result.returns_rows else []), result.rowcount
+        with self._transaction(durable=durable) as conn:
+            result = conn.execute(self._sql(template, **fragments), params)
+            return (list(result.mappings()) if result.returns_rows else []), result.rowcount
+
     def _delay(self, attempt: int) -> float:
         return backoff_delay(attempt, self.backoff_base, self.backoff_cap, self.rng)
 
     # --- campaigns ---------------------------------------------------------------------------
-    def _campaign_ids(self, conn: sa.Connection, names: Sequence[str]) -> list[int]:
+    def _campaign_ids(self, conn: sa.Connection | None, names: Sequence[str]) -> list[int]:
+        """Campaign ids by name (cached: a campaign's id never changes; it is never deleted)."""
+        missing = [name for name in names if name not in self._campaign_id_by_name]
+        if missing:
+            if conn is None:
+                with read_connection(self.engine) as fresh:
+                    self._lookup_campaigns(fresh, missing)
+            else:
+                self._lookup_campaigns(conn, missing)
+        return [self._campaign_id_by_name[name] for name in names]
+
+    def _lookup_campaigns(self, conn: sa.Connection, names: Sequence[str]) -> None:
         rows = conn.execute(
             sa.text("SELECT id, name FROM campaigns WHERE name IN :names").bindparams(
                 sa.bindparam("names", expanding=True)
@@ -122,7 +155,7 @@ class JobQueue:
         missing = [name for name in names if name not in found]
         if missing:
             raise UnknownCampaign(f"unknown campaign {missing[0]!r}")
-        return [found[name] for name in names]
+        self._campaign_id_by_name.update(found)
 
     def _campaign_info(self, conn: sa.Connection, campaign_ids: Iterable[int]) -> None:
         wanted = sorted(set(campaign_ids) - set(self._campaigns))
@@ -151,32 +184,25 @@ class JobQueue:
         if n <= 0 or (campaigns is not None and not campaigns):
             return []
         params: dict[str, Any] = {"n": n, "owner": owner}
-        template = q.CLAIM_JOBS_POSTGRESQL if self.dialect == "postgresql" else q.CLAIM_JOBS_SQLITE
-        with self._transaction() as conn:
-            if campaigns is None:
-                rows = list(conn.execute(self._sql(template, campaign_filter=""), params).mappings())
-            else:
-                # One campaign at a time, in the order given: each claim then walks that campaign's
-                # own pending index (ix_jobs_campaign_claim) instead of everyone's.
-                statement = self._sql(template, campaign_filter="AND campaign_id = :campaign_id")
-                rows = []
-                for campaign_id in self._campaign_ids(conn, campaigns):
-                    wanted = {**params, "n": n - len(rows), "campaign_id": campaign_id}
-                    rows += conn.execute(statement, wanted).mappings().all()
-                    if len(rows) >= n:
-                        break
-            if not rows:
-                return []
-            if self.dialect != "postgresql":
-                conn.execute(
-                    self._sql(q.CLAIM_EVENTS),
-                    [
+        if self.dialect == "postgresql":
+            rows = self._claim_postgresql(params, campaigns)
+            cells = {r["cell_hash"]: (json.loads(r["matrix"]), json.loads(r["ops"])) for r in rows}
+            if rows and not set(self._campaigns) >= {r["campaign_id"] for r in rows}:
+                with read_connection(self.engine) as conn:
+                    self._campaign_info(conn, {r["campaign_id"] for r in rows})
+        else:
+            with self._transaction() as conn:
+                rows = self._claim_sqlite(conn, params, campaigns)
+                if rows:
+                    events = [
                         {"job_id": r["id"], "attempt": r["attempts"], "owner": owner, "at": r["claimed_at"]}
                         for r in rows
-                    ],
-                )
-            cells = self._cells(conn, {r["cell_hash"] for r in rows})
-            self._campaign_info(conn, {r["campaign_id"] for r in rows})
+                    ]
+                    conn.execute(self._sql(q.CLAIM_EVENTS), events)
+                    cells = self._cells(conn, {r["cell_hash"] for r in rows})
+                    self._campaign_info(conn, {r["campaign_id"] for r in rows})
+        if not rows:
+            return []
         if campaigns is None:  # RETURNING does not keep the ORDER BY
             rows.sort(key=lambda r: (-r["priority"], r["id"]))
         else:
@@ -205,6 +231,39 @@ class JobQueue:
             )
         return claimed
 
+    def _claim_postgresql(
+        self, params: dict[str, Any], campaigns: Sequence[str] | None
+    ) -> list[Any]:
+        """Each claim statement is its own (autocommitted) transaction: a crash between two of
+        them leaves every claim either whole or absent."""
+        if campaigns is None:
+            return self._one(q.CLAIM_JOBS_POSTGRESQL, params, campaign_filter="")[0]
+        # One campaign at a time, in the order given: each claim then walks that campaign's own
+        # pending index (ix_jobs_campaign_claim) instead of everyone's.
+        rows: list[Any] = []
+        for campaign_id in self._campaign_ids(None, campaigns):
+            wanted = {**params, "n": params["n"] - len(rows), "campaign_id": campaign_id}
+            rows += self._one(
+                q.CLAIM_JOBS_POSTGRESQL, wanted, campaign_filter="AND campaign_id = :campaign_id"
+            )[0]
+            if len(rows) >= params["n"]:
+                break
+        return rows
+
+    def _claim_sqlite(
+        self, conn: sa.Connection, params: dict[str, Any], campaigns: Sequence[str] | None
+    ) -> list[Any]:
+        if campaigns is None:
+            return list(conn.execute(self._sql(q.CLAIM_JOBS_SQLITE, campaign_filter=""), params).mappings())
+        statement = self._sql(q.CLAIM_JOBS_SQLITE, campaign_filter="AND campaign_id = :campaign_id")
+        rows: list[Any] = []
+        for campaign_id in self._campaign_ids(conn, campaigns):
+            wanted = {**params, "n": params["n"] - len(rows), "campaign_id": campaign_id}
+            rows += conn.execute(statement, wanted).mappings().all()
+            if len(rows) >= params["n"]:
+                break
+        return rows
+
     @staticmethod
     def _cells(conn: sa.Connection, hashes: set[str]) -> dict[str, tuple[list[list[int]], list[str]]]:
         rows = conn.execute(
@@ -221,6 +280,10 @@ class JobQueue:
         self, job_id: int, token: str, *, node: str, resumed_from_epoch: float = 0.0
     ) -> bool:
         """Record that training started (or resumed from ``resumed_from_epoch``) on ``node``."""
+        if self.dialect == "postgresql":
+            params = {"job_id": job_id, "token": token, "node": node,
+                      "resumed_from_epoch": resumed_from_epoch}
+            return self._one(q.START_ATTEMPT_POSTGRESQL, params)[1] == 1
         with self._transaction() as conn:
             row = conn.execute(
                 self._sql(q.START_ATTEMPT), {"job_id": job_id, "token": token, "node": node}
@@ -238,12 +301,8 @@ class JobQueue:
         self, job_id: int, token: str, *, step: int | None = None, epoch: float | None = None
     ) -> bool:
         """Keep the lease alive; False means it is lost: stop the work and write nothing."""
-        with self._transaction() as conn:
-            result = conn.execute(
-                self._sql(q.HEARTBEAT),
-                {"job_id": job_id, "token": token, "step": step, "epoch": epoch},
-            )
-            return result.rowcount == 1
+        params = {"job_id": job_id, "token": token, "step": step, "epoch": epoch}
+        return self._one(q.HEARTBEAT, params)[1] == 1
 
     @translated
     def record_metrics(self, job_id: int, token: str, event: dict[str, Any]) -> bool:
@@ -260,17 +319,13 @@ class JobQueue:
                 )
             },
         }
-        with self._transaction() as conn:
-            return conn.execute(self._sql(q.RECORD_METRIC), params).rowcount == 1
+        return self._one(q.RECORD_METRIC, params)[1] == 1
 
     @translated
     def set_checkpoint(self, job_id: int, token: str, location: str | None) -> bool:
         """Remember where the job's checkpoint is (kept for the next attempt to resume from)."""
-        with self._transaction() as conn:
-            result = conn.execute(
-                self._sql(q.SET_CHECKPOINT), {"job_id": job_id, "token": token, "location": location}
-            )
-            return result.rowcount == 1
+        params = {"job_id": job_id, "token": token, "location": location}
+        return self._one(q.SET_CHECKPOINT, params)[1] == 1
 
     @translated
     def complete(self, job_id: int, token: str, result: dict[str, Any]) -> bool:
@@ -280,8 +335,15 @@ class JobQueue:
         a flat dict of the NAS-Bench-101 metric names works too). Returns False when the lease is
         lost. Calling it again with the same lease after success returns True and writes nothing.
         """
+        fence = {"job_id": job_id, "token": token}
+        if self.dialect == "postgresql":
+            params = {**_result_values(result), **fence}
+            if self._one(q.COMPLETE_JOB_POSTGRESQL, params, durable=self.durable_complete)[0]:
+                return True
+            with read_connection(self.engine) as conn:
+                return conn.execute(self._sql(q.COMPLETED_BY), fence).first() is not None
         with self._transaction(durable=self.durable_complete) as conn:
-            row = conn.execute(self._sql(q.COMPLETE_JOB), {"job_id": job_id, "token": token}).first()
+            row = conn.execute(self._sql(q.COMPLETE_JOB), fence).first()
             if row is None:
                 again = conn.execute(self._sql(q.COMPLETED_BY), {"job_id": job_id, "token": token})
                 return again.first() is not None
@@ -452,8 +514,7 @@ class JobQueue:
 
 
 def _result_row(job_id: int, job: Any, result: dict[str, Any]) -> dict[str, Any]:
-    metrics = result.get("metrics", result)
-    row: dict[str, Any] = {
+    return {
         "job_id": job_id,
         "campaign_id": job.campaign_id,
         "cell_hash": job.cell_hash,
@@ -461,6 +522,14 @@ def _result_row(job_id: int, job: Any, result: dict[str, Any]) -> dict[str, Any]
         "repeat": job.repeat,
         "attempt": job.attempts,
         "created_at": job.finished_at,
+        **_result_values(result),
+    }
+
+
+def _result_values(result: dict[str, Any]) -> dict[str, Any]:
+    """The results columns taken from ``TrainResult.to_dict()`` (or a flat dict of metrics)."""
+    metrics = result.get("metrics", result)
+    row: dict[str, Any] = {
         "evaluations": json.dumps(result.get("evaluations", [])),
         "resumed_from_step": result.get("resumed_from_step"),
         "resumed_from_epoch": result.get("resumed_from_epoch"),

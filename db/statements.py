@@ -29,8 +29,8 @@ _DIALECT_SNIPPETS = {
 # campaign's order (id) -- skipping rows another claimer holds, and lease them in the same
 # statement. The CTE applies LIMIT before the UPDATE (a join UPDATE can lock more rows than asked
 # for); SKIP LOCKED lets concurrent claimers take disjoint rows without waiting for each other.
-# The claim event is logged in the same statement. {campaign_filter} is empty or
-# "AND campaign_id IN (...)".
+# The claim event is logged, and the cells' matrix and ops read, in the same statement: one round
+# trip. {campaign_filter} is empty or "AND campaign_id = :campaign_id".
 CLAIM_JOBS_POSTGRESQL = """
 WITH picked AS (
     SELECT id FROM jobs
@@ -52,7 +52,8 @@ WITH picked AS (
     INSERT INTO job_events (job_id, attempt, kind, owner, status, at)
     SELECT id, attempts, 'claim', lease_owner, 'running', claimed_at FROM claimed
 )
-SELECT * FROM claimed
+SELECT claimed.*, cells.matrix, cells.ops
+FROM claimed JOIN cells ON cells.hash = claimed.cell_hash
 """
 
 # claim_jobs (SQLite): the same selection and lease. There are no row locks: the caller holds the
@@ -80,10 +81,25 @@ VALUES (:job_id, :attempt, 'claim', :owner, 'running', :at)
 """
 
 # --- fenced writes by the lease holder -----------------------------------------------------------
+# On PostgreSQL the single-statement operations run outside an explicit transaction (each
+# statement is its own transaction: no BEGIN/COMMIT round trips); see db.queue.
 # Every statement below matches (id, lease_token, status = 'running'): a worker whose lease was
 # reaped, released or cancelled matches no row, changes nothing, and is told so (rowcount 0).
 
-# start_attempt: the worker began (or resumed) training on a node.
+# start_attempt (PostgreSQL): the worker began (or resumed) training on a node; logged in the
+# same statement.
+START_ATTEMPT_POSTGRESQL = """
+WITH started AS (
+    UPDATE jobs SET lease_node = :node, heartbeat_at = {now}
+    WHERE id = :job_id AND lease_token = :token AND status = 'running'
+    RETURNING id, attempts, lease_owner, heartbeat_at
+)
+INSERT INTO job_events (job_id, attempt, kind, owner, node, resumed_from_epoch, status, at)
+SELECT id, attempts, 'start', lease_owner, :node, :resumed_from_epoch, 'running', heartbeat_at
+FROM started
+"""
+
+# start_attempt (SQLite): the same; the event is inserted by INSERT_EVENT next.
 START_ATTEMPT = """
 UPDATE jobs SET lease_node = :node, heartbeat_at = {now}
 WHERE id = :job_id AND lease_token = :token AND status = 'running'
@@ -121,6 +137,37 @@ COMPLETE_JOB = """
 UPDATE jobs SET status = 'done', finished_at = {now}, heartbeat_at = {now}, last_error = NULL
 WHERE id = :job_id AND lease_token = :token AND status = 'running'
 RETURNING campaign_id, cell_hash, epochs, repeat, attempts, lease_owner, lease_node, finished_at
+"""
+
+# complete_job (PostgreSQL): the done status, the result row and the end event in one statement
+# (one round trip, one durable commit).
+COMPLETE_JOB_POSTGRESQL = """
+WITH finished AS (
+    UPDATE jobs SET status = 'done', finished_at = {now}, heartbeat_at = {now}, last_error = NULL
+    WHERE id = :job_id AND lease_token = :token AND status = 'running'
+    RETURNING id, campaign_id, cell_hash, epochs, repeat, attempts, lease_owner, lease_node,
+              finished_at
+), stored AS (
+    INSERT INTO results (job_id, campaign_id, cell_hash, epochs, repeat, attempt,
+        trainable_parameters, total_time,
+        halfway_training_time, halfway_train_accuracy, halfway_validation_accuracy,
+        halfway_test_accuracy,
+        final_training_time, final_train_accuracy, final_validation_accuracy, final_test_accuracy,
+        evaluations, resumed_from_step, resumed_from_epoch, extra, created_at)
+    SELECT id, campaign_id, cell_hash, epochs, repeat, attempts,
+        :trainable_parameters, :total_time,
+        :halfway_training_time, :halfway_train_accuracy, :halfway_validation_accuracy,
+        :halfway_test_accuracy,
+        :final_training_time, :final_train_accuracy, :final_validation_accuracy,
+        :final_test_accuracy,
+        :evaluations, :resumed_from_step, :resumed_from_epoch, :extra, finished_at
+    FROM finished
+    RETURNING job_id
+), logged AS (
+    INSERT INTO job_events (job_id, attempt, kind, owner, node, status, at)
+    SELECT id, attempts, 'end', lease_owner, lease_node, 'done', finished_at FROM finished
+)
+SELECT job_id FROM stored
 """
 
 COMPLETED_BY = """
@@ -222,6 +269,11 @@ WHERE status IN ('pending', 'running') AND {selection}
 COUNT_BY_STATUS = """
 SELECT status, SUM(n) AS n FROM job_counts {where} GROUP BY status
 """
+
+
+# Prefixed to a PostgreSQL statement sent on its own (autocommit): the statement and the SET run
+# as one implicit transaction, whose commit then does not wait for the disk (see db.queue).
+ASYNC_COMMIT_PREFIX = "SET LOCAL synchronous_commit TO OFF;\n"
 
 
 @cache
