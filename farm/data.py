@@ -177,10 +177,20 @@ def load_cifar10(data_dir: str | Path, *, download: bool = False) -> CifarSplits
 # Synthetic data: learnable, not trivial, in the exact CIFAR-10 layout.
 
 
+# Difficulty knobs of the synthetic set (0-255 scale). Class colours overlap heavily (the jitter
+# is wider than their spread), so colour alone is a weak cue (a nearest-mean-colour classifier gets
+# ~28% with seed 0) and a model must find the texture under the pixel noise: the smoke profile
+# reaches ~60-73% validation accuracy in 6 epochs. Learnable, not trivial.
+SYNTHETIC_COLOUR_RANGE = (90.0, 165.0)
+SYNTHETIC_COLOUR_JITTER = 35.0
+SYNTHETIC_TEXTURE_AMPLITUDE = (25.0, 45.0)
+SYNTHETIC_PIXEL_NOISE = 30.0
+
+
 def _class_patterns(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Per class: a base colour and a flip-symmetric texture (stripes or rings of some frequency)."""
     yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
-    colours = rng.uniform(70, 185, size=(NUM_CLASSES, 3)).astype(np.float32)
+    colours = rng.uniform(*SYNTHETIC_COLOUR_RANGE, size=(NUM_CLASSES, 3)).astype(np.float32)
     textures = np.empty((NUM_CLASSES, 32, 32), dtype=np.float32)
     for c in range(NUM_CLASSES):
         kind, freq = c % 3, 2 + c // 3
@@ -197,16 +207,14 @@ def _synthetic_batch(
     rng: np.random.Generator, colours: np.ndarray, textures: np.ndarray, n: int
 ) -> tuple[np.ndarray, list[int]]:
     labels = rng.integers(0, NUM_CLASSES, size=n)
-    # Colours overlap between classes (jitter ~ half their spread) and the texture is faint
-    # against pixel noise, so a model has to combine both cues: learnable, not trivial.
-    colour = colours[labels] + rng.normal(0, 22, size=(n, 3))
-    amplitude = rng.uniform(18, 40, size=(n, 1, 1))
+    colour = colours[labels] + rng.normal(0, SYNTHETIC_COLOUR_JITTER, size=(n, 3))
+    amplitude = rng.uniform(*SYNTHETIC_TEXTURE_AMPLITUDE, size=(n, 1, 1))
     shift = rng.integers(-3, 4, size=(n, 2))
     texture = np.stack(
         [np.roll(textures[y], tuple(s), axis=(0, 1)) for y, s in zip(labels, shift, strict=True)]
     )
     images = colour[:, None, None, :] + (amplitude * texture)[..., None]
-    images = images + rng.normal(0, 30, size=images.shape)
+    images = images + rng.normal(0, SYNTHETIC_PIXEL_NOISE, size=images.shape)
     hwc = np.clip(np.rint(images), 0, 255).astype(np.uint8)
     data = hwc.transpose(0, 3, 1, 2).reshape(n, IMAGE_BYTES)  # back to channel-major rows
     return np.ascontiguousarray(data), [int(x) for x in labels]

@@ -138,7 +138,7 @@ def test_synthetic_writer_is_deterministic_and_in_cifar_layout(tmp_path):
 
 
 def test_synthetic_set_is_not_solved_by_colour_alone(synthetic_cifar):
-    """Nearest class-mean colour beats chance but is far from perfect: the texture matters."""
+    """Nearest class-mean colour beats chance (0.1) but stays weak: the texture carries the class."""
     images, labels = synthetic_cifar.train
     colours = images.float().mean(dim=(1, 2))  # [N, 3]
     centroids = torch.stack([colours[labels == c].mean(0) for c in range(10)])
@@ -146,7 +146,7 @@ def test_synthetic_set_is_not_solved_by_colour_alone(synthetic_cifar):
     test_colours = test_images.float().mean(dim=(1, 2))
     predicted = torch.cdist(test_colours, centroids).argmin(1)
     accuracy = (predicted == test_labels).float().mean().item()
-    assert 0.15 < accuracy < 0.8
+    assert 0.12 < accuracy < 0.5
 
 
 # ---- augmentation ----------------------------------------------------------------------------

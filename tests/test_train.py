@@ -179,12 +179,16 @@ def test_should_stop_checkpoints_and_resume_matches(smoke_run, synthetic_cifar):
     ckpt.remove(path)
 
 
-def test_repeats_differ_and_a_job_is_reproducible(synthetic_cifar):
-    runs = [train(TrainJob(INCEPTION, 1, repeat=r, config=SMOKE), synthetic_cifar) for r in (0, 1, 0)]
-    assert runs[0].weights_sha256 == runs[2].weights_sha256
-    assert runs[0].evaluations[-1] == {**runs[2].evaluations[-1],
-                                       "training_time": runs[0].evaluations[-1]["training_time"]}
-    assert runs[0].weights_sha256 != runs[1].weights_sha256
+def test_repeats_and_seeds_draw_different_runs(smoke_run, synthetic_cifar):
+    # Reproducibility of one job is shown by the resume tests (a separate process reproduces the
+    # uninterrupted run bit for bit); here: other (seed, repeat) -> other init, order, augmentation.
+    _, repeat0, _, _ = smoke_run
+    for other in (TrainJob(INCEPTION, 1, repeat=1, config=SMOKE),
+                  TrainJob(INCEPTION, 1, seed=1, config=SMOKE)):
+        result = train(other, synthetic_cifar)
+        # The epoch-0 evaluation follows the zero-LR step, whatever the budget: it shows the init.
+        assert result.evaluations[0] != repeat0.evaluations[0]
+        assert result.weights_sha256 != repeat0.weights_sha256
 
 
 @pytest.fixture
