@@ -192,29 +192,33 @@ def _sorted_hex_block(hashes: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 
 class _DegreeGroup:
-    """The (cell, vertex) slots with one (in-degree, out-degree): equal-length md5 messages."""
+    """The (cell, vertex) slots with one (in-degree, out-degree): equal-length md5 messages.
 
-    def __init__(self, slots: np.ndarray, preds: np.ndarray, succs: np.ndarray):
-        self.slots = slots  # flat index cell * V + v
-        self.preds = preds  # (len(slots), in-degree) flat indices of predecessors
-        self.succs = succs  # (len(slots), out-degree) flat indices of successors
+    Slots are numbered group by group, so a group's own hashes are one contiguous slice.
+    """
+
+    def __init__(self, start: int, preds: np.ndarray, succs: np.ndarray):
+        self.span = slice(start, start + len(preds))
+        self.preds = preds  # (slots, in-degree) slot numbers of the predecessors
+        self.succs = succs  # (slots, out-degree) slot numbers of the successors
 
     def messages(self, hashes: np.ndarray) -> np.ndarray:
-        count, ins, outs = len(self.slots), self.preds.shape[1], self.succs.shape[1]
+        count, ins, outs = len(self.preds), self.preds.shape[1], self.succs.shape[1]
         rows = np.empty((count, 32 * (ins + outs + 1) + 2), dtype=np.uint8)
         rows[:, : 32 * ins] = _sorted_hex_block(hashes, self.preds)
         rows[:, 32 * ins] = _BAR
         rows[:, 32 * ins + 1 : 32 * (ins + outs) + 1] = _sorted_hex_block(hashes, self.succs)
         rows[:, 32 * (ins + outs) + 1] = _BAR
-        rows[:, -32:] = hashes[self.slots].view(np.uint8).reshape(count, 32)
+        rows[:, -32:] = hashes[self.span].view(np.uint8).reshape(count, 32)
         return rows
 
 
-def _degree_groups(adjacency: np.ndarray) -> list[_DegreeGroup]:
+def _degree_groups(adjacency: np.ndarray) -> tuple[list[_DegreeGroup], np.ndarray]:
+    """The degree groups, and ``slot_of[cell * V + v]``: where vertex v of a cell lives."""
     cells, n, _ = adjacency.shape
     in_degree = adjacency.sum(axis=1)
     out_degree = adjacency.sum(axis=2)
-    groups = []
+    members = []
     for ins, outs in sorted(set(zip(in_degree.ravel().tolist(), out_degree.ravel().tolist(), strict=True))):
         cell, vertex = np.nonzero((in_degree == ins) & (out_degree == outs))
         # np.nonzero walks rows in order, so each slot's neighbours come out contiguous and sorted.
@@ -223,8 +227,14 @@ def _degree_groups(adjacency: np.ndarray) -> list[_DegreeGroup]:
         base = (cell * n)[:, None]
         preds = base + pred.reshape(len(cell), ins)
         succs = base + succ.reshape(len(cell), outs)
-        groups.append(_DegreeGroup(cell * n + vertex, preds, succs))
-    return groups
+        members.append((cell * n + vertex, preds, succs))
+    slot_of = np.empty(cells * n, dtype=np.int64)
+    slot_of[np.concatenate([flat for flat, _, _ in members])] = np.arange(cells * n)
+    groups, start = [], 0
+    for flat, preds, succs in members:
+        groups.append(_DegreeGroup(start, slot_of[preds], slot_of[succs]))
+        start += len(flat)
+    return groups, slot_of
 
 
 def _final_messages(hashes: np.ndarray, cells: int, n: int) -> np.ndarray:
@@ -264,17 +274,19 @@ def hash_arrays(adjacency: np.ndarray, labels: np.ndarray) -> list[str]:
     distinct, inverse = np.unique(keys, return_inverse=True)
     triples = [(k // span // (n + 1), k // span % (n + 1), k % span + lowest) for k in distinct.tolist()]
     table = np.array([initial_hash(*triple) for triple in triples], dtype="S32")
-    hashes = table[inverse.ravel()]
-    groups = _degree_groups(adjacency)
+    groups, slot_of = _degree_groups(adjacency)
+    hashes = np.empty(cells * n, dtype="S32")
+    hashes[slot_of] = table[inverse.ravel()]
     for round_index in range(n):
         updated = np.empty_like(hashes)
         for group in groups:
             rows = group.messages(hashes)
             # First-round messages depend only on 1-neighbourhoods: most of them repeat.
             digest = _md5_rows_memoised(rows) if round_index == 0 else _md5_rows(rows)
-            updated[group.slots] = digest
+            updated[group.span] = digest
         hashes = updated
-    return list(map(_HEXDIGEST, map(_md5, _row_bytes(_final_messages(hashes, cells, n)))))
+    final = _final_messages(hashes[slot_of], cells, n)  # back to cell-major order
+    return list(map(_HEXDIGEST, map(_md5, _row_bytes(final))))
 
 
 def hash_cells(cells: Iterable[tuple[Sequence[Sequence[int]], Sequence[int]]]) -> list[str]:
