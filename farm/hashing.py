@@ -185,9 +185,9 @@ def _md5_rows_memoised(rows: np.ndarray) -> np.ndarray:
 def _sorted_hex_block(hashes: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Concatenated sorted hex digests of hashes[index] row by row, as a (rows, 32*k) uint8 array."""
     rows, k = index.shape
-    gathered = hashes[index]
+    gathered = hashes[index]  # a fresh array: sort it in place
     if k > 1:
-        gathered = np.sort(gathered, axis=1)
+        gathered.sort(axis=1)
     return gathered.view(np.uint8).reshape(rows, 32 * k)
 
 
