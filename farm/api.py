@@ -32,7 +32,7 @@ import numpy as np
 
 from farm.hashing import INPUT_LABEL, OUTPUT_LABEL, module_hash
 from farm.records import BenchmarkRecord, iter_file
-from farm.spec import AVAILABLE_OPS, INPUT, MAX_EDGES, MAX_VERTICES, OUTPUT, Cell, prune
+from farm.spec import AVAILABLE_OPS, INPUT, MAX_EDGES, MAX_VERTICES, OUTPUT, Cell
 
 # The eight per-repeat numbers NAS-Bench-101 keeps, in storage order.
 METRIC_KEYS: tuple[str, ...] = (
@@ -59,6 +59,31 @@ class CellNotFinishedError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def _kept_vertices(rows: list[list[int]]) -> list[int] | None:
+    """Vertices on an input->output path, as ``farm.spec.prune`` (which tests check it against),
+    on plain lists: the search harness builds thousands of specs per second."""
+    n = len(rows)
+    if n < 2:
+        return None
+    forward = [False] * n
+    forward[0] = True
+    for v in range(n):
+        if forward[v]:
+            row = rows[v]
+            for w in range(v + 1, n):
+                if row[w]:
+                    forward[w] = True
+    backward = [False] * n
+    backward[n - 1] = True
+    for v in range(n - 1, 0, -1):
+        if backward[v]:
+            for u in range(v):
+                if rows[u][v]:
+                    backward[u] = True
+    keep = [v for v in range(n) if forward[v] and backward[v]]
+    return keep if len(keep) >= 2 else None
+
+
 class ModelSpec:
     """A cell as the original's ``ModelSpec``: ``original_matrix``/``original_ops`` as given,
     ``matrix``/``ops`` pruned (None when input and output are disconnected), ``valid_spec``."""
@@ -71,18 +96,20 @@ class ModelSpec:
             raise ValueError("matrix must be square")
         if shape[0] != len(ops):
             raise ValueError("length of ops must match matrix dimensions")
-        if not np.array_equal(matrix, np.triu(matrix, 1)):
+        rows = matrix.tolist()
+        n = len(rows)
+        if any(rows[i][j] for i in range(n) for j in range(i + 1)):
             raise ValueError("matrix must be upper triangular")
-        self.original_matrix = copy.deepcopy(matrix)
+        self.original_matrix = matrix.copy()
         self.original_ops = copy.deepcopy(list(ops))
         self.data_format = data_format
-        keep = prune(np.asarray(matrix))
+        keep = _kept_vertices(rows)
         if keep is None:
             self.matrix: np.ndarray | None = None
             self.ops: list[str] | None = None
             self.valid_spec = False
         else:
-            self.matrix = np.asarray(matrix)[np.ix_(keep, keep)].copy()
+            self.matrix = np.array([[rows[i][j] for j in keep] for i in keep], dtype=matrix.dtype)
             self.ops = [self.original_ops[i] for i in keep]
             self.valid_spec = True
 

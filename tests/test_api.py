@@ -124,6 +124,32 @@ def test_model_spec_prunes_and_hashes_like_the_original() -> None:
         ModelSpec([[0, 1], [1, 0]], ["input", "output"])
 
 
+def test_model_spec_pruning_agrees_with_farm_spec_on_random_graphs() -> None:
+    from farm.spec import Cell, InvalidCellError, prune
+
+    rng = random.Random(5)
+    checked_cells = 0
+    for _ in range(3000):
+        n = rng.randint(1, 8)
+        density = rng.random()
+        matrix = np.array([[int(j > i and rng.random() < density) for j in range(n)] for i in range(n)])
+        ops = (["input"] + [rng.choice([C3, C1, MP]) for _ in range(n - 2)] + ["output"])[:n]
+        spec = ModelSpec(matrix, ops)
+        keep = prune(matrix)
+        assert spec.valid_spec == (keep is not None)
+        if keep is not None:
+            assert spec.matrix.tolist() == matrix[np.ix_(keep, keep)].tolist()
+            assert spec.ops == [ops[i] for i in keep]
+            if ops[0] == "input" and ops[-1] == "output":
+                try:
+                    cell = Cell.from_any(matrix, ops)
+                except InvalidCellError:
+                    continue
+                assert spec.hash_spec() == cell.hash
+                checked_cells += 1
+    assert checked_cells > 500
+
+
 def test_query_returns_canonical_representative_and_a_published_repeat(bench) -> None:
     data = bench.query(ModelSpec(README_MATRIX, README_OPS))
     assert data["module_adjacency"].tolist() == CANONICAL_MATRIX
