@@ -101,7 +101,7 @@ class ModelSpec:
         if any(rows[i][j] for i in range(n) for j in range(i + 1)):
             raise ValueError("matrix must be upper triangular")
         self.original_matrix = matrix.copy()
-        self.original_ops = copy.deepcopy(list(ops))
+        self.original_ops = list(ops)  # op names are immutable strings: a shallow copy is a deep one
         self.data_format = data_format
         keep = _kept_vertices(rows)
         if keep is None:
