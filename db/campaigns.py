@@ -110,7 +110,7 @@ def create_campaign(
     max_attempts: int = 3,
 ) -> dict[str, Any]:
     """Create (or complete) campaign ``name`` and enqueue its jobs; returns the campaign as a dict
-    plus ``created`` (bool), ``cells_added`` and ``jobs_added``.
+    plus ``created`` (bool), ``cells_added``, ``jobs_added`` and ``seconds`` (timings).
 
     Raises :class:`CampaignConflict` when ``name`` exists with other settings.
     """
@@ -129,6 +129,8 @@ def create_campaign(
         "job_order": order,
         "max_attempts": max_attempts,
     }
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
     with translating(redact(engine.url)), engine.begin() as conn:
         campaign, created = _get_or_insert_campaign(conn, name, settings)
         known = _known_cells(conn, rows)
@@ -136,7 +138,9 @@ def create_campaign(
         costs = {row.hash: _cost(row) for row in new_cells}
         flops = {h: known[h] for h in rows if h in known}
         flops.update({h: cost[1] for h, cost in costs.items()})
+        seconds["costs"] = time.perf_counter() - clock
         cells_added = _insert_cells(conn, new_cells, costs)
+        seconds["cells"] = time.perf_counter() - clock - seconds["costs"]
         ordered = _job_order(list(rows.values()), epochs, repeats, order, seed, flops)
         jobs = _job_tuples(campaign["id"], ordered, seed, max_attempts)
         jobs_added = _insert_jobs(
@@ -150,7 +154,15 @@ def create_campaign(
                 ),
                 {"campaign_id": campaign["id"], "n": jobs_added},
             )
-    return {**campaign, "created": created, "cells_added": cells_added, "jobs_added": jobs_added}
+        seconds["jobs"] = time.perf_counter() - clock - seconds["costs"] - seconds["cells"]
+    seconds["total"] = time.perf_counter() - clock
+    return {
+        **campaign,
+        "created": created,
+        "cells_added": cells_added,
+        "jobs_added": jobs_added,
+        "seconds": seconds,  # where the time went: costs, cells, jobs (incl. commit), total
+    }
 
 
 def _get_or_insert_campaign(

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -82,14 +83,26 @@ def make_engine(url: str | None = None) -> Engine:
         raise BadDatabaseURL(f"bad database URL {redact(parsed)!r}: {exc}") from None
 
 
-def _postgres_engine(url: URL) -> Engine:
+def _postgres_engine(url: URL, **options: Any) -> Engine:
     return sa.create_engine(
         url,
         pool_pre_ping=True,
         pool_size=2,
         max_overflow=4,
         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S, "application_name": "nasfarm"},
+        **options,
     )
+
+
+def autocommit_engine(engine: Engine) -> Engine:
+    """A PostgreSQL engine like ``engine`` whose connections are always in autocommit mode.
+
+    For single-statement operations (db.queue): no BEGIN/COMMIT round trips. A separate pool,
+    because switching a pooled connection in and out of autocommit costs a round trip each way.
+    """
+    if engine.dialect.name != "postgresql":
+        raise ValueError("autocommit_engine is for PostgreSQL")
+    return _postgres_engine(engine.url, isolation_level="AUTOCOMMIT")
 
 
 def _sqlite_engine(url: URL) -> Engine:

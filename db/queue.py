@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from db import statements as q
-from db.engine import read_connection
+from db.engine import autocommit_engine, read_connection
 from db.errors import UnknownCampaign, translated
 from db.schema import JOB_STATUSES, RESULT_METRICS
 from db.views import compact_job_counts
@@ -96,8 +96,8 @@ class JobQueue:
         self.rng = rng or random.Random()
         self._campaigns: dict[int, tuple[str, dict[str, Any]]] = {}
         self._campaign_id_by_name: dict[str, int] = {}
-        # Same pool, but connections handed out in autocommit mode (see _one).
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # PostgreSQL: single statements go through an autocommit pool (see _one).
+        self._autocommit = autocommit_engine(engine) if self.dialect == "postgresql" else engine
 
     @contextmanager
     def _transaction(self, *, durable: bool = False) -> Iterator[sa.Connection]:
