@@ -23,6 +23,7 @@ Images are random uint8 of CIFAR's shape (timing does not depend on the pixels).
 
     PYTHONPATH=. python3 bench/gpu.py --out bench/results            # on the GPU, ~6 minutes
     python3 bench/gpu.py --quick --out /tmp/bench                     # CPU check of the script
+    python3 bench/gpu.py --render-markdown bench/results/gpu-....json # the table for docs/gpu.md
 
 Prints one table at the end and writes it as JSON to ``<out>/gpu-<card>-<date>.json``. Imports
 only torch/numpy/stdlib and farm (no click, tqdm, Ray or SQL): the device machine has a bare
@@ -48,6 +49,7 @@ import re  # noqa: E402
 import statistics  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import traceback  # noqa: E402
 from dataclasses import dataclass, replace  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -70,6 +72,9 @@ PEAK_BF16_TFLOPS = 989.0  # H100 SXM and H200 datasheet, dense bf16 (no sparsity
 TPU_108_SECONDS = {"median": 1554.0, "inception": 1155.96}
 EPOCH_BUDGETS = (108, 4)
 EVALUATIONS_PER_RUN = 3  # epoch 0, halfway, final
+# torch.compile of a whole NAS-Bench-101 network (forward + backward) takes tens of seconds to
+# minutes: only start it with this much budget left.
+COMPILE_NEEDS_SECONDS = 170.0
 
 # Cells as (pruned matrix, labels), chosen by enumerating the whole space with farm.space and
 # sorting by farm.cost.forward_flops (multiply-adds per image), ties by hash.
@@ -287,29 +292,28 @@ def time_steps(step, setup: Setup, steps: int | None) -> tuple[float, list[float
 
 
 def time_evaluation(model, setup: Setup, repeats: int, *, bf16: bool, use_graph: bool) -> float:
-    """Seconds of one evaluation (3 splits x eval_images) on this model, warm-up excluded."""
+    """Seconds of one evaluation (3 splits x eval_images): one split timed, warm-up excluded.
+
+    The three splits have the same shapes, so one split's time x 3 is the evaluation's.
+    """
     evaluator = EvalStep(model, repeats=repeats, batch_size=setup.config.batch_size,
                          autocast_dtype=torch.bfloat16 if bf16 and setup.cuda else None,
                          channels_last=bf16 and setup.cuda, use_graph=use_graph)
     batch = setup.config.batch_size
     images, labels = setup.eval_images, setup.eval_labels
-
-    def one_evaluation() -> None:
-        for _ in range(3):  # train_eval, valid, test: same shapes, so the same cost
-            evaluator.reset()
-            for start in range(0, images.shape[0], batch):
-                evaluator(images[start : start + batch], labels[start : start + batch])
-
     model.eval()
     try:
         with torch.no_grad():
-            one_evaluation()  # warm-up (and capture)
+            for _ in range(3):  # warm-up, capture, one replay
+                evaluator(images[:batch], labels[:batch])
             _sync(setup.device)
+            evaluator.reset()
             with Timer(setup.device) as timer:
-                one_evaluation()
+                for start in range(0, images.shape[0], batch):
+                    evaluator(images[start : start + batch], labels[start : start + batch])
     finally:
         model.train()
-    return timer.seconds
+    return 3 * timer.seconds
 
 
 def _reset_memory(setup: Setup) -> None:
@@ -505,6 +509,42 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def render_markdown(result: dict[str, Any]) -> str:
+    """The results as the markdown table docs/gpu.md and the README carry (no GPU needed)."""
+    lines = [
+        f"Measured on {result['card']}, torch {result['torch']} (CUDA {result['cuda']}), "
+        f"{result['date_utc'][:10]}; `bench/gpu.py`, random images, batch {result['config']['batch_size']}.",
+        "",
+        "| cell | mode | ms/step (per repeat) | images/s | 108 epochs | 4 epochs | TFLOP/s | % of bf16 peak "
+        "| peak GiB | vs TPU v2 (108 ep) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in result["rows"]:
+        if "skipped" in row or "error" in row:
+            lines.append(f"| {row['cell']} | {row['mode']} | {row.get('skipped') or row.get('error')} "
+                         "| | | | | | | |")
+            continue
+        if row["cell"] == "mix":
+            lines.append(f"| mix of 4 | {row['mode']} | | {row['images_per_s']:.0f} | | | | | "
+                         f"{_fmt(row.get('peak_gib'), '.1f')} | {row['speedup_vs_N1']:.2f}x N=1 |")
+            continue
+        if "compile_s" in row:
+            lines.append(f"| {row['cell']} | {row['mode']} (compile {row['compile_s']:.0f} s) | "
+                         f"{row['ms_per_step']:.2f} | {row['images_per_s']:.0f} | | | | | | "
+                         f"pays off at 4 ep: {row.get('pays_off_at_4ep', '?')} |")
+            continue
+        versus = ""
+        if "tpu_108ep_s" in row:
+            versus = f"{row['speedup_vs_tpu_108ep']:.1f}x ({row['tpu_108ep_s']:.0f} s)"
+        lines.append(
+            f"| {row['cell']} | {row['mode']} | {row['ms_per_repeat_step']:.2f} | "
+            f"{row['images_per_s']:.0f} | "
+            f"{row['run_108ep_s'] / 60:.1f} min | {row['run_4ep_s']:.0f} s | {row['tflops']:.1f} | "
+            f"{row['fraction_of_bf16_peak'] * 100:.1f} | {_fmt(row.get('peak_gib'), '.1f')} | {versus} |"
+        )
+    return "\n".join(lines)
+
+
 def card_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
@@ -561,7 +601,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mix-steps", type=int, default=None, help="steps per job in the mix (default 60)")
     parser.add_argument("--no-mix", action="store_true")
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--render-markdown", type=Path, metavar="JSON",
+                        help="print a results file as a markdown table and exit (no GPU needed)")
     args = parser.parse_args(argv)
+    if args.render_markdown is not None:
+        print(render_markdown(json.loads(args.render_markdown.read_text())))
+        return 0
 
     if args.quick:
         torch.set_num_threads(1)  # small CPU convs run faster on one thread than two fighting
@@ -581,68 +626,80 @@ def main(argv: list[str] | None = None) -> int:
     needs = {"large": 45.0} if setup.cuda else {}
     reserve = 0.0 if args.no_mix else 40.0 if setup.cuda else 2.0
 
+    card = card_name(setup.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = output_path(args.out, card, args.quick)
     rows: list[dict[str, Any]] = []
+
+    def save() -> None:
+        """Rewrite the JSON after every row: a run cut short still leaves its rows."""
+        result = {
+            "card": card,
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if setup.cuda else None,
+            "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "config": setup.config.to_dict(),
+            "quick": args.quick,
+            "peak_bf16_tflops_assumed": PEAK_BF16_TFLOPS,
+            "tpu_108ep_s": TPU_108_SECONDS,
+            "method": "CUDA-event timing of windows of steps after warm-up, median of 3 windows; eval "
+                      "cost = one timed split x 3 splits x 3 evaluations per run; random uint8 images",
+            "budget_seconds": args.budget_seconds,
+            "used_seconds": budget.used(),
+            "rows": rows,
+        }
+        path.write_text(json.dumps(result, indent=1) + "\n")
+
+    def attempt(cell: str, mode: str, measure) -> list[dict[str, Any]]:
+        try:
+            result = measure()
+            return result if isinstance(result, list) else [result]
+        except Exception as exc:  # record and go on: one failing row must not lose the others
+            traceback.print_exc()
+            message = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
+            if setup.cuda:
+                torch.cuda.empty_cache()
+            return [{"cell": cell, "mode": mode, "error": message}]
+
     for name in ["median", "inception", "small", "large"]:
         if name not in cells:
             continue
         cell = make_cell(CELLS[name])
         for mode in modes:
             if budget.left() < needs.get(name, 15.0 if setup.cuda else 1.0) + reserve:
-                rows.append({"cell": name, "mode": mode, "skipped": "budget"})
-                continue
-            try:
-                row = measure_row(name, cell, mode, setup, args.steps)
-            except torch.OutOfMemoryError as exc:
-                row = {"cell": name, "mode": mode, "error": f"out of memory: {str(exc).splitlines()[0]}"}
-            rows.append(row)
-            print(render_table([row]).splitlines()[-1], flush=True)
+                new = [{"cell": name, "mode": mode, "skipped": "budget"}]
+            else:
+                def measure(c=cell, n=name, m=mode):
+                    return measure_row(n, c, m, setup, args.steps)
+
+                new = attempt(name, mode, measure)
+            rows.extend(new)
+            save()
+            print(render_table(new).splitlines()[-1], flush=True)
 
     if not args.no_mix:
-        counts = (1, 2, 4)
         mix_steps = args.mix_steps or (2 if args.quick else 60)
         if budget.left() < (4.0 if not setup.cuda else 30.0):
             rows.append({"cell": "mix", "mode": "N=1,2,4", "skipped": "budget"})
         else:
-            try:
-                rows.extend(measure_mix(setup, budget, mix_steps, counts))
-            except torch.OutOfMemoryError as exc:
-                rows.append({"cell": "mix", "mode": "N=1,2,4", "error": f"out of memory: {exc}"})
+            rows.extend(attempt("mix", "N=1,2,4", lambda: measure_mix(setup, budget, mix_steps, (1, 2, 4))))
+        save()
 
     if not args.no_compile and not args.quick:
         graph_row = next((r for r in rows if r.get("cell") == "median" and r.get("mode") == "graph"), None)
-        if budget.left() < 150.0:
-            rows.append({"cell": "median", "mode": "compiled-eager-bf16", "skipped": "budget (< 150 s left)"})
+        if budget.left() < COMPILE_NEEDS_SECONDS:
+            rows.append({"cell": "median", "mode": "compiled-eager-bf16",
+                         "skipped": f"budget (< {COMPILE_NEEDS_SECONDS:.0f} s left)"})
         else:
-            try:
-                rows.append(measure_compile(setup, graph_row))
-            except Exception as exc:  # a missing compiler toolchain is a finding, not a crash
-                rows.append({"cell": "median", "mode": "compiled-eager-bf16",
-                             "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"})
+            rows.extend(attempt("median", "compiled-eager-bf16", lambda: measure_compile(setup, graph_row)))
+        save()
 
-    card = card_name(setup.device)
-    result = {
-        "card": card,
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if setup.cuda else None,
-        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "config": setup.config.to_dict(),
-        "quick": args.quick,
-        "peak_bf16_tflops_assumed": PEAK_BF16_TFLOPS,
-        "tpu_108ep_s": TPU_108_SECONDS,
-        "method": "CUDA-event timing of windows of steps after warm-up, median of windows; eval cost = "
-                  "one measured evaluation (3 x eval_images) x 3 per run; random uint8 images",
-        "budget_seconds": args.budget_seconds,
-        "used_seconds": budget.used(),
-        "rows": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = output_path(args.out, card, args.quick)
-    path.write_text(json.dumps(result, indent=1) + "\n")
     print()
     print(f"{card} | torch {torch.__version__} | {budget.used():.0f} s | bf16 peak assumed "
           f"{PEAK_BF16_TFLOPS:.0f} TFLOP/s (H100/H200 datasheet) | per-repeat figures for fused rows")
     print(render_table(rows))
+    save()
     print(f"\nwrote {path}")
     return 0
 
