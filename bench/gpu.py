@@ -551,7 +551,8 @@ def card_name(device: torch.device) -> str:
 
 def output_path(out: Path, card: str, quick: bool) -> Path:
     slug = re.sub(r"[^A-Za-z0-9]+", "-", card).strip("-") or "unknown"
-    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    # timezone.utc, not 3.11's dt.UTC: the device machine's Python version is not ours to choose.
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")  # noqa: UP017
     stem = f"gpu-{slug}-{date}" + ("-quick" if quick else "")
     path = out / f"{stem}.json"
     n = 2
@@ -638,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if setup.cuda else None,
-            "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017
             "config": setup.config.to_dict(),
             "quick": args.quick,
             "peak_bf16_tflops_assumed": PEAK_BF16_TFLOPS,
