@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def load_bench(source: str, db_url: str | None, seed: int):
             f"{source}: no such file (or use db:CAMPAIGN / synthetic)", param_hint="--source"
         )
     try:
-        return NASBench(path, seed=seed, progress=True)
+        return NASBench(path, seed=seed, progress=sys.stderr.isatty())
     except (RecordError, TFRecordError) as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -56,7 +57,7 @@ def load_bench(source: str, db_url: str | None, seed: int):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
 def search_cmd(algorithms, runs, budget, source, db_url, epochs, workers, seed, out_dir) -> None:
     """Run each algorithm RUNS times; write traces.csv, runs.csv, summary.csv and regret.png."""
-    from farm.api import OutOfDomainError
+    from farm.api import CellNotFinishedError, OutOfDomainError
     from farm.search import ALGORITHMS
     from farm.search.report import plot, summarise, time_grid, write_summary, write_traces
     from farm.search.runner import run_many
@@ -76,6 +77,11 @@ def search_cmd(algorithms, runs, budget, source, db_url, epochs, workers, seed, 
         results = run_many(bench, names, runs=runs, budget=budget, epochs=epochs, seed=seed, workers=workers)
     except OutOfDomainError as exc:
         raise click.ClickException(str(exc)) from exc
+    except CellNotFinishedError as exc:
+        raise click.ClickException(
+            f"{exc}; the search algorithms need a table that covers every cell they may propose "
+            "(the published files, a finished full-space campaign, or synthetic)"
+        ) from exc
     wall = time.perf_counter() - start
     write_traces(results, out / "traces.csv")
     with open(out / "runs.csv", "w") as handle:
