@@ -72,6 +72,9 @@ class _Capturable:
     def _run_body(self) -> None:
         raise NotImplementedError
 
+    def _before_capture(self) -> None:
+        """Host-side preparation right before capture (nothing by default)."""
+
     def _launch(self) -> None:
         """Run the body once on the current buffers: eagerly, by capturing, or by replaying."""
         self.calls += 1
@@ -88,6 +91,7 @@ class _Capturable:
             current.wait_stream(side)
             return
         if self.graph is None:
+            self._before_capture()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 self._run_body()
@@ -156,6 +160,11 @@ class TrainStep(_Capturable):
 
     def _run_body(self) -> None:
         self.body()
+
+    def _before_capture(self) -> None:
+        # As PyTorch's whole-network capture recipe: drop the warm-up gradients before capture so
+        # that the captured backward allocates them from the graph's own memory pool.
+        self.optimizer.zero_grad(set_to_none=True)
 
     def __call__(self, images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor]) -> None:
         """One update on the repeats' batches (``images[r]``: float ``[N,3,32,32]``)."""

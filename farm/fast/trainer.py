@@ -327,6 +327,7 @@ class _FastRun:
                 stream.load_state_dict(state["stream"])
         except (RuntimeError, ValueError, KeyError, IndexError) as exc:
             raise CheckpointError(f"checkpoint(s) {where} do not fit this job: {exc}") from exc
+        self._match_slot_layouts()
         first = states[0]
         self.step = int(first["step"])
         self.training_time = max(float(s["training_time"]) for s in states)
@@ -338,6 +339,16 @@ class _FastRun:
         if self.cuda and "cuda_rng" in first:
             torch.cuda.set_rng_state(first["cuda_rng"], self.device)
         self.resumed_from_step = self.step
+
+    def _match_slot_layouts(self) -> None:
+        """Give loaded optimizer slots their parameter's memory layout (channels_last on CUDA):
+        the multi-tensor update only takes its fused fast path when all strides match."""
+        for group in self.optimizer.param_groups:
+            for param in group["params"]:
+                slots = self.optimizer.state.get(param, {})
+                for name, value in slots.items():
+                    if isinstance(value, torch.Tensor) and value.stride() != param.stride():
+                        slots[name] = torch.empty_like(param).copy_(value)
 
     def _fused_optimizer_state(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
         template = self.optimizer.state_dict()
