@@ -83,6 +83,13 @@ def test_up_to_six_vertices_matches_the_original_run(space6):
     assert enumerate_cells(6, workers=1) == space6  # one process gives the same list
 
 
+def test_mutating_a_result_does_not_spoil_later_ones():
+    first = enumerate_cells(4)
+    first[5].labels[1] = 99  # shared within `first`, but never with another result
+    first[5].matrix[0][1] = 7
+    assert as_tuples(enumerate_cells(4)) == literal_original(4, 9)
+
+
 def test_progress_bar_does_not_change_the_result(capsys):
     assert enumerate_cells(4, progress=True) == enumerate_cells(4)
 
