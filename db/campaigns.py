@@ -27,6 +27,8 @@ ORDERS = ("shuffled", "cheap-first", "as-given")
 DEFAULT_EPOCHS = (4, 12, 36, 108)
 _OPS_BY_LABEL = {0: "conv3x3-bn-relu", 1: "conv1x1-bn-relu", 2: "maxpool3x3"}
 _SEED_MODULUS = 2**31
+# Any constant: serialises the cell-storing part of concurrent create_campaign calls (PostgreSQL).
+_PG_CELLS_LOCK = 7_310_102
 
 
 class CellRow(NamedTuple):
@@ -66,6 +68,53 @@ def _cost(row: CellRow) -> tuple[int | None, int | None]:
         return None, None
     params, flops = cost_from_labels(row.matrix, row.labels)
     return int(params), int(flops)
+
+
+def _cost_chunk(cells: list[tuple[list[list[int]], list[int]]]) -> list[tuple[int | None, int | None]]:
+    return [_cost(CellRow("", matrix, labels)) for matrix, labels in cells]
+
+
+# Above this many new cells (the full space has 423,624), their costs are computed in a helper
+# process while this one streams the jobs to the database.
+PARALLEL_COSTS_ABOVE = 20_000
+_COST_CHUNK = 20_000
+
+
+class _Costs:
+    """The new cells' (parameters, FLOPs): computed now, or in a helper process, collected later."""
+
+    def __init__(self, cells: list[CellRow], *, now: bool):
+        self.cells = cells
+        self._pool = None
+        self._futures: list[Any] = []
+        if not now and len(cells) > PARALLEL_COSTS_ABOVE:
+            try:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                # spawn, not fork: a forked child would share this process's database sockets.
+                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+                self._futures = [
+                    self._pool.submit(_cost_chunk, [(c.matrix, c.labels) for c in cells[i : i + _COST_CHUNK]])
+                    for i in range(0, len(cells), _COST_CHUNK)
+                ]
+            except (OSError, ImportError):  # no processes here: compute them in line
+                self._pool = None
+        self._values: dict[str, tuple[int | None, int | None]] | None = None
+        if self._pool is None:
+            self._values = {row.hash: _cost(row) for row in cells}
+
+    def values(self) -> dict[str, tuple[int | None, int | None]]:
+        if self._values is None:
+            costs = [cost for future in self._futures for cost in future.result()]
+            self._values = {row.hash: cost for row, cost in zip(self.cells, costs, strict=True)}
+            self.close()
+        return self._values
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
 
 def _validate(name: str, epochs: Sequence[int], repeats: int, order: str, max_attempts: int) -> None:
@@ -133,35 +182,47 @@ def create_campaign(
     clock = time.perf_counter()
     with translating(redact(engine.url)), engine.begin() as conn:
         campaign, created = _get_or_insert_campaign(conn, name, settings)
+        if conn.dialect.name == "postgresql":
+            # One creator at a time stores cells, so the new ones can be COPYed straight in.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_CELLS_LOCK})
         known = _known_cells(conn, rows)
         new_cells = [row for h, row in rows.items() if h not in known]
-        costs = {row.hash: _cost(row) for row in new_cells}
-        flops = {h: known[h] for h in rows if h in known}
-        flops.update({h: cost[1] for h, cost in costs.items()})
-        seconds["costs"] = time.perf_counter() - clock
-        cells_added = _insert_cells(conn, new_cells, costs)
-        seconds["cells"] = time.perf_counter() - clock - seconds["costs"]
-        ordered = _job_order(list(rows.values()), epochs, repeats, order, seed, flops)
-        jobs = _job_tuples(campaign["id"], ordered, seed, max_attempts)
-        jobs_added = _insert_jobs(
-            conn, jobs, len(ordered), fresh=created, progress=progress and sys.stderr.isatty()
-        )
-        if jobs_added:  # the status-change trigger does not see inserts: count them here
-            conn.execute(
-                sa.text(
-                    "INSERT INTO job_counts (campaign_id, status, n, busy_seconds)"
-                    " VALUES (:campaign_id, 'pending', :n, 0.0)"
-                ),
-                {"campaign_id": campaign["id"], "n": jobs_added},
+        # cheap-first orders the jobs by FLOPs: it needs the costs before the jobs.
+        costs = _Costs(new_cells, now=order == "cheap-first")
+        try:
+            flops = {h: known[h] for h in rows if h in known}
+            if order == "cheap-first":
+                flops.update({h: cost[1] for h, cost in costs.values().items()})
+            ordered = _job_order(list(rows.values()), epochs, repeats, order, seed, flops)
+            seconds["order"] = time.perf_counter() - clock
+            jobs = _job_tuples(campaign["id"], ordered, seed, max_attempts)
+            jobs_added = _insert_jobs(
+                conn, jobs, len(ordered), fresh=created, progress=progress and sys.stderr.isatty()
             )
-        seconds["jobs"] = time.perf_counter() - clock - seconds["costs"] - seconds["cells"]
+            if jobs_added:  # the status-change trigger does not see inserts: count them here
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO job_counts (campaign_id, status, n, busy_seconds)"
+                        " VALUES (:campaign_id, 'pending', :n, 0.0)"
+                    ),
+                    {"campaign_id": campaign["id"], "n": jobs_added},
+                )
+            seconds["jobs"] = time.perf_counter() - clock - seconds["order"]
+            values = costs.values()
+            seconds["costs"] = time.perf_counter() - clock - seconds["order"] - seconds["jobs"]
+        finally:
+            costs.close()
+        cells_added = _insert_cells(conn, new_cells, values)
+        seconds["cells"] = time.perf_counter() - clock - sum(seconds.values())
     seconds["total"] = time.perf_counter() - clock
     return {
         **campaign,
         "created": created,
         "cells_added": cells_added,
         "jobs_added": jobs_added,
-        "seconds": seconds,  # where the time went: costs, cells, jobs (incl. commit), total
+        # where the time went: order (reading known cells, ordering), jobs, costs (the part not
+        # overlapped with the jobs), cells, total (with the commit)
+        "seconds": seconds,
     }
 
 
@@ -223,13 +284,9 @@ def _insert_cells(
         return 0
     columns = "hash, matrix, ops, vertices, edges, trainable_parameters, flops"
     if conn.dialect.name == "postgresql":
-        # Another creator may have stored some of these cells meanwhile: COPY into a scratch
-        # table, then insert what is still missing.
-        conn.execute(sa.text("CREATE TEMP TABLE new_cells (LIKE cells) ON COMMIT DROP"))
-        _copy(conn, f"new_cells ({columns})", _copy_lines(iter(tuples)))
-        return conn.execute(
-            sa.text(f"INSERT INTO cells ({columns}) SELECT {columns} FROM new_cells ON CONFLICT DO NOTHING")
-        ).rowcount
+        # Straight in: the caller holds the cells lock, and these cells were missing under it.
+        _copy(conn, f"cells ({columns})", _copy_lines(iter(tuples)))
+        return len(tuples)
     before = conn.execute(sa.text("SELECT COUNT(*) FROM cells")).scalar_one()
     conn.exec_driver_sql(
         f"INSERT INTO cells ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", tuples

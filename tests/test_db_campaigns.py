@@ -53,7 +53,11 @@ def test_creating_twice_adds_nothing_and_more_cells_add_only_their_jobs(db_engin
     assert info["profile"] == PROFILE and info["epochs"] == [4, 12] and info["order"] == "shuffled"
 
 
-def test_the_cells_table_holds_the_pruned_cell_and_its_costs(db_engine):
+@pytest.mark.parametrize("helper_process", [False, True], ids=["inline", "helper-process"])
+def test_the_cells_table_holds_the_pruned_cell_and_its_costs(db_engine, monkeypatch, helper_process):
+    if helper_process:  # what the full space does: costs computed in a spawned process, in chunks
+        monkeypatch.setattr("db.campaigns.PARALLEL_COSTS_ABOVE", 2)
+        monkeypatch.setattr("db.campaigns._COST_CHUNK", 2)
     cells = random_cells(5, seed=2)
     create_campaign(db_engine, "c", cells, profile=PROFILE, epochs=(4,), repeats=1)
     with db_engine.connect() as conn:
