@@ -374,6 +374,71 @@ def measure_row(name: str, cell, mode: str, setup: Setup, steps: int | None) -> 
     return row
 
 
+# -- correctness on the device (before any timing) -------------------------------------------------
+
+
+def check_graph_equals_eager(setup: Setup, steps: int = 12) -> dict[str, Any]:
+    """The replayed graph computes what the same step run eagerly computes (fp32, no autocast):
+    same initial weights and batches, ``steps`` updates each, then the largest weight difference
+    relative to the largest weight (cuDNN may pick different algorithms, so not bit-exact)."""
+    cell = make_cell(CELLS["inception"])
+    states, losses = [], []
+    for use_graph in (False, True):
+        model = _model(cell, setup, 1, channels_last=setup.cuda)
+        stream = _streams(setup, 1, seed=7)[0]
+        loss_sum = torch.zeros(1, device=setup.device)
+        config = setup.config
+        step = TrainStep(model, _optimizer(model, config), repeats=1, batch_size=config.batch_size,
+                         total_steps=config.total_steps(4), base_lr=config.learning_rate, step=0,
+                         loss_sum=loss_sum, channels_last=setup.cuda, use_graph=use_graph)
+        for _ in range(steps):
+            images, labels = stream.next_batch()
+            step([images], [labels])
+        _sync(setup.device)
+        states.append({k: v.detach().float().cpu() for k, v in model.state_dict().items()})
+        losses.append(float(loss_sum[0]))
+        del model, step
+    scale = max(t.abs().max().item() for t in states[0].values())
+    difference = max((states[0][k] - states[1][k]).abs().max().item() for k in states[0])
+    moved = max((states[0][k] - v).abs().max().item()
+                for k, v in _model(cell, setup, 1, channels_last=False).cpu().state_dict().items()
+                if v.is_floating_point())
+    return {"cell": "check", "mode": "graph == eager", "max_weight_diff_rel": difference / scale,
+            "max_weight_move_rel": moved / scale, "loss_sum_eager": losses[0], "loss_sum_graph": losses[1],
+            "ok": difference / scale < 1e-3 < moved / scale}
+
+
+def check_trainers_learn(setup: Setup, epochs: int, config: TrainConfig, *, judge: bool) -> dict[str, Any]:
+    """farm.train, train_fast and train_repeats_fused on the synthetic set: the fast trainers run
+    end to end on this device and learn like the faithful one."""
+    import tempfile
+
+    from farm.data import load_cifar10, write_synthetic_cifar10
+    from farm.fast.trainer import train_fast, train_repeats_fused
+    from farm.train import TrainJob, train
+
+    cell = make_cell(CELLS["inception"])
+    with tempfile.TemporaryDirectory() as root:
+        data = load_cifar10(write_synthetic_cifar10(root, images_per_batch=256))
+    device = str(setup.device)
+    jobs = [TrainJob(cell, epochs, repeat=r, config=config) for r in range(3)]
+    what = f"{config.name} profile, {epochs} epochs, synthetic data: final validation accuracy"
+    result: dict[str, Any] = {"cell": "check", "mode": "trainers learn", "what": what}
+    t0 = time.perf_counter()
+    result["farm_train"] = train(jobs[0], data, device=device).metrics["final_validation_accuracy"]
+    t1 = time.perf_counter()
+    result["train_fast"] = train_fast(jobs[0], data, device=device).metrics["final_validation_accuracy"]
+    t2 = time.perf_counter()
+    fused = train_repeats_fused(jobs, data, device=device)
+    t3 = time.perf_counter()
+    result["train_repeats_fused"] = [r.metrics["final_validation_accuracy"] for r in fused]
+    result["seconds"] = {"farm_train": t1 - t0, "train_fast": t2 - t1, "fused_3": t3 - t2}
+    chance = 1.0 / config.num_labels
+    # Judged only where the profile can learn (not --quick's few steps): 1.5x chance or better.
+    result["ok"] = min(result["train_fast"], *result["train_repeats_fused"]) > 1.5 * chance if judge else None
+    return result
+
+
 # -- whole-card throughput -----------------------------------------------------------------------
 
 
@@ -491,6 +556,11 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         if "skipped" in row or "error" in row:
             lines.append(f"{row['cell']:<10} {row['mode']:<20} {row.get('skipped') or row.get('error')}")
             continue
+        if row["cell"] == "check":
+            details = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()
+                       if k not in ("cell", "mode", "seconds", "what")}
+            lines.append(f"{'check':<10} {row['mode']:<20} {json.dumps(details)}")
+            continue
         note = ""
         if "speedup_vs_tpu_108ep" in row:
             note = f"{row['speedup_vs_tpu_108ep']:.1f}x TPU v2 ({row['tpu_108ep_s']:.0f} s)"
@@ -523,6 +593,11 @@ def render_markdown(result: dict[str, Any]) -> str:
         if "skipped" in row or "error" in row:
             lines.append(f"| {row['cell']} | {row['mode']} | {row.get('skipped') or row.get('error')} "
                          "| | | | | | | |")
+            continue
+        if row["cell"] == "check":
+            details = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+                                if k not in ("cell", "mode", "seconds", "what"))
+            lines.append(f"| check | {row['mode']} | {details} | | | | | | | |")
             continue
         if row["cell"] == "mix":
             lines.append(f"| mix of 4 | {row['mode']} | | {row['images_per_s']:.0f} | | | | | "
@@ -602,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mix-steps", type=int, default=None, help="steps per job in the mix (default 60)")
     parser.add_argument("--no-mix", action="store_true")
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--no-checks", action="store_true", help="skip the on-device correctness checks")
     parser.add_argument("--render-markdown", type=Path, metavar="JSON",
                         help="print a results file as a markdown table and exit (no GPU needed)")
     args = parser.parse_args(argv)
@@ -662,6 +738,16 @@ def main(argv: list[str] | None = None) -> int:
             if setup.cuda:
                 torch.cuda.empty_cache()
             return [{"cell": cell, "mode": mode, "error": message}]
+
+    if not args.no_checks:
+        rows.extend(attempt("check", "graph == eager", lambda: check_graph_equals_eager(setup)))
+        # On the GPU the smoke profile for 4 epochs (it learns); --quick only exercises the code.
+        learn_config = setup.config if args.quick else SMOKE
+        rows.extend(attempt("check", "trainers learn",
+                            lambda: check_trainers_learn(setup, 1 if args.quick else 4, learn_config,
+                                                         judge=not args.quick)))
+        print(render_table(rows[-2:]), flush=True)
+        save()
 
     for name in ["median", "inception", "small", "large"]:
         if name not in cells:

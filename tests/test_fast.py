@@ -392,7 +392,11 @@ def test_bench_quick_mode_writes_its_table(tmp_path):
     (written,) = tmp_path.glob("gpu-cpu-*-quick.json")
     result = json.loads(written.read_text())
     rows = {(r["cell"], r["mode"]): r for r in result["rows"]}
-    assert set(rows) == {("inception", "graph"), ("inception", "fused3-graph")}
+    assert set(rows) == {("inception", "graph"), ("inception", "fused3-graph"), ("check", "graph == eager"),
+                         ("check", "trainers learn")}
+    # On the CPU the "graph" is the same Python run eagerly: bit-identical to the eager step.
+    assert rows["check", "graph == eager"]["max_weight_diff_rel"] == 0.0
+    assert rows["check", "graph == eager"]["ok"] is True
     graph, fused = rows["inception", "graph"], rows["inception", "fused3-graph"]
     assert fused["ms_per_repeat_step"] == pytest.approx(fused["ms_per_step"] / 3)
     assert graph["forward_macs"] == forward_flops(INCEPTION, result_config(result))
