@@ -377,10 +377,12 @@ def measure_row(name: str, cell, mode: str, setup: Setup, steps: int | None) -> 
 # -- correctness on the device (before any timing) -------------------------------------------------
 
 
-def check_graph_equals_eager(setup: Setup, steps: int = 12) -> dict[str, Any]:
+def check_graph_equals_eager(setup: Setup, steps: int = 8) -> dict[str, Any]:
     """The replayed graph computes what the same step run eagerly computes (fp32, no autocast):
     same initial weights and batches, ``steps`` updates each, then the largest weight difference
-    relative to the largest weight (cuDNN may pick different algorithms, so not bit-exact)."""
+    relative to the largest weight. cuDNN's TF32 and non-deterministic kernels make it inexact, so
+    "ok" asks for a difference under 5% of how far the weights moved: a graph that replayed stale
+    inputs, a frozen LR or no update at all would differ by about the whole move."""
     cell = make_cell(CELLS["inception"])
     states, losses = [], []
     for use_graph in (False, True):
@@ -395,17 +397,17 @@ def check_graph_equals_eager(setup: Setup, steps: int = 12) -> dict[str, Any]:
             images, labels = stream.next_batch()
             step([images], [labels])
         _sync(setup.device)
-        states.append({k: v.detach().float().cpu() for k, v in model.state_dict().items()})
+        states.append({k: v.detach().float().cpu() for k, v in model.named_parameters()})
         losses.append(float(loss_sum[0]))
         del model, step
     scale = max(t.abs().max().item() for t in states[0].values())
     difference = max((states[0][k] - states[1][k]).abs().max().item() for k in states[0])
-    moved = max((states[0][k] - v).abs().max().item()
-                for k, v in _model(cell, setup, 1, channels_last=False).cpu().state_dict().items()
-                if v.is_floating_point())
-    return {"cell": "check", "mode": "graph == eager", "max_weight_diff_rel": difference / scale,
-            "max_weight_move_rel": moved / scale, "loss_sum_eager": losses[0], "loss_sum_graph": losses[1],
-            "ok": difference / scale < 1e-3 < moved / scale}
+    initial = dict(_model(cell, setup, 1, channels_last=False).cpu().named_parameters())
+    moved = max((states[0][k] - initial[k].detach()).abs().max().item() for k in states[0])
+    return {"cell": "check", "mode": "graph == eager", "steps": steps,
+            "max_weight_diff_rel": difference / scale, "max_weight_move_rel": moved / scale,
+            "loss_sum_eager": losses[0], "loss_sum_graph": losses[1],
+            "ok": difference < 0.05 * moved}
 
 
 def check_trainers_learn(setup: Setup, epochs: int, config: TrainConfig, *, judge: bool) -> dict[str, Any]:
