@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,15 +95,24 @@ def _postgres_engine(url: URL, **options: Any) -> Engine:
     )
 
 
+_AUTOCOMMIT_ENGINES: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
 def autocommit_engine(engine: Engine) -> Engine:
     """A PostgreSQL engine like ``engine`` whose connections are always in autocommit mode.
 
     For single-statement operations (db.queue): no BEGIN/COMMIT round trips. A separate pool,
-    because switching a pooled connection in and out of autocommit costs a round trip each way.
+    because switching a pooled connection in and out of autocommit costs a round trip each way;
+    one per engine, shared by every JobQueue on it, and gone with the engine.
     """
     if engine.dialect.name != "postgresql":
         raise ValueError("autocommit_engine is for PostgreSQL")
-    return _postgres_engine(engine.url, isolation_level="AUTOCOMMIT")
+    sibling = _AUTOCOMMIT_ENGINES.get(engine)
+    if sibling is None:
+        sibling = _postgres_engine(engine.url, isolation_level="AUTOCOMMIT")
+        _AUTOCOMMIT_ENGINES[engine] = sibling
+        weakref.finalize(engine, sibling.dispose)
+    return sibling
 
 
 def _sqlite_engine(url: URL) -> Engine:
