@@ -20,9 +20,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
+# Run as `python3 bench/<this>.py`, Python puts bench/ first on sys.path, where a sibling module
+# could shadow the standard library (bench/queue.py does); import from the repository root instead.
+_BENCH_DIR = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]
+sys.path.insert(0, str(_BENCH_DIR.parent))
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch  # noqa: E402
 
 from farm.config import NB101, SMOKE  # noqa: E402
 from farm.data import load_cifar10, write_synthetic_cifar10  # noqa: E402

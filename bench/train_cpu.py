@@ -28,10 +28,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+# Run as `python3 bench/<this>.py`, Python puts bench/ first on sys.path, where a sibling module
+# could shadow the standard library (bench/queue.py does); import from the repository root instead.
+_BENCH_DIR = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]
+sys.path.insert(0, str(_BENCH_DIR.parent))
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from farm.augment import CIFAR_MEAN, CIFAR_STD  # noqa: E402
 from farm.config import NB101  # noqa: E402
@@ -164,6 +168,8 @@ def main() -> None:
     parser.add_argument("--variants", action="store_true",
                         help="also time ours without autocast and/or without channels_last")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of ours")
+    parser.add_argument("--baseline-first", action="store_true",
+                        help="time the baseline before ours (to see drift in the machine's load)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -176,6 +182,10 @@ def main() -> None:
         per_file = max(args.batch_size * (args.steps + args.warmup) // 4 + 1, 256)
         data, source = load_cifar10(write_synthetic_cifar10(folder, images_per_batch=per_file)), "synthetic"
 
+    def run_baseline() -> float:
+        return bench_baseline(data, device, args.batch_size, args.warmup, args.steps, args.workers)
+
+    baseline = run_baseline() if args.baseline_first else None
     ours = bench_ours(data, device, args.batch_size, args.warmup, args.steps, profile=args.profile)
     variants = {}
     if args.variants:
@@ -183,13 +193,15 @@ def main() -> None:
                                               ("fp32_nchw", False, False), ("bf16_nchw", True, False)):
             variants[name] = round(bench_ours(data, device, args.batch_size, args.warmup, args.steps,
                                               autocast=autocast, channels_last=channels_last), 1)
-    baseline = bench_baseline(data, device, args.batch_size, args.warmup, args.steps, args.workers)
+    if baseline is None:
+        baseline = run_baseline()
     report = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "torch_threads": torch.get_num_threads(),
         "data": source,
         "batch_size": args.batch_size,
         "timed_steps": args.steps,
+        "order": "baseline, ours" if args.baseline_first else "ours, baseline",
         "ours_images_per_s": round(ours, 2),
         "baseline_images_per_s": round(baseline, 2),
         "ratio": round(ours / baseline, 3),
@@ -200,7 +212,8 @@ def main() -> None:
         print(json.dumps(report))
         return
     print(f"device {report['device']} ({report['torch_threads']} torch threads), {source} data, "
-          f"batch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up")
+          f"batch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up, "
+          f"order: {report['order']}")
     print(f"  ours      {ours:9.1f} images/s  (device-resident uint8, batched augmentation, TF RMSProp)")
     print(f"  baseline  {baseline:9.1f} images/s  (torchvision transforms + "
           f"DataLoader({args.workers} workers) + torch.optim.RMSprop)")
