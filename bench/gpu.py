@@ -60,7 +60,7 @@ from farm.augment import TrainStream  # noqa: E402
 from farm.config import NB101, SMOKE, TrainConfig  # noqa: E402
 from farm.cost import forward_flops, trainable_parameters  # noqa: E402
 from farm.fast.fused import build_fused_network  # noqa: E402
-from farm.fast.graph import EvalStep, TrainStep  # noqa: E402
+from farm.fast.graph import EvalStep, TrainStep, eval_batch_size  # noqa: E402
 from farm.fast.packing import jobs_per_gpu  # noqa: E402
 from farm.model import build_network  # noqa: E402
 from farm.optim import TFRMSprop, cosine_by_step_lr  # noqa: E402
@@ -296,10 +296,12 @@ def time_evaluation(model, setup: Setup, repeats: int, *, bf16: bool, use_graph:
 
     The three splits have the same shapes, so one split's time x 3 is the evaluation's.
     """
-    evaluator = EvalStep(model, repeats=repeats, batch_size=setup.config.batch_size,
+    # The fast trainer's evaluation batch for graph modes, farm.train's (the training batch) eagerly.
+    batch = eval_batch_size(setup.config.eval_images, setup.config.batch_size) if use_graph else (
+        setup.config.batch_size)
+    evaluator = EvalStep(model, repeats=repeats, batch_size=batch,
                          autocast_dtype=torch.bfloat16 if bf16 and setup.cuda else None,
                          channels_last=bf16 and setup.cuda, use_graph=use_graph)
-    batch = setup.config.batch_size
     images, labels = setup.eval_images, setup.eval_labels
     model.eval()
     try:

@@ -31,7 +31,7 @@ import torch
 from farm import checkpoint as ckpt
 from farm.data import CifarSplits
 from farm.fast.fused import build_fused_network, fuse_state_dicts, split_state_dict, split_tensor
-from farm.fast.graph import EvalStep, TrainStep, loss_dtype
+from farm.fast.graph import EvalStep, TrainStep, eval_batch_size, loss_dtype
 from farm.optim import TFRMSprop, cosine_by_step_lr
 from farm.train import (
     METRIC_NAMES,
@@ -148,6 +148,7 @@ class _FastRun:
             for j in self.jobs
         ]
         n = config.eval_images
+        self.eval_batch = eval_batch_size(n, config.batch_size)
         self.eval_splits = {
             name: (getattr(data, split)[0][:n].to(device), getattr(data, split)[1][:n].to(device))
             for name, split in EVAL_SPLITS
@@ -227,12 +228,12 @@ class _FastRun:
             self.evaluator = EvalStep(
                 self.model,
                 repeats=self.repeats,
-                batch_size=self.config.batch_size,
+                batch_size=self.eval_batch,
                 autocast_dtype=self._autocast_dtype(),
                 channels_last=self.cuda,
                 use_graph=self.use_graph,
             )
-        batch = self.config.batch_size
+        batch = self.eval_batch
         counts = []
         self.model.eval()
         try:
