@@ -346,6 +346,15 @@ def test_packing_rule_follows_cell_cost():
         jobs_per_gpu(100, repeats=0)
 
 
+def test_evaluation_batch_divides_the_split():
+    from farm.fast.graph import eval_batch_size
+
+    # 9,984 = 39 x 256 images per split (SPEC f.2): 13 forwards of 768, no short last batch.
+    assert eval_batch_size(9_984, 256) == 768 and 9_984 % 768 == 0
+    assert eval_batch_size(TINY.eval_images, TINY.batch_size) == 32
+    assert eval_batch_size(100, 32) == 32  # nothing divides: the training batch (a short last one)
+
+
 # -- the bench script --------------------------------------------------------------------------------
 
 _BLOCKER = textwrap.dedent(
