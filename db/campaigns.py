@@ -70,24 +70,35 @@ def _cost(row: CellRow) -> tuple[int | None, int | None]:
     return int(params), int(flops)
 
 
-def _cost_chunk(cells: list[tuple[list[list[int]], list[int]]]) -> list[tuple[int | None, int | None]]:
-    return [_cost(CellRow("", matrix, labels)) for matrix, labels in cells]
+def _cell_record(row: CellRow) -> tuple:
+    """The cells-table row: hash, matrix JSON, ops JSON, vertices, edges, parameters, FLOPs."""
+    params, flops = _cost(row)
+    return (row.hash, json.dumps(row.matrix), json.dumps(row.ops), len(row.matrix),
+            sum(map(sum, row.matrix)), params, flops)
 
 
-# Above this many new cells (the full space has 423,624), their costs are computed in a helper
-# process while this one streams the jobs to the database.
-PARALLEL_COSTS_ABOVE = 20_000
-_COST_CHUNK = 20_000
+def _cell_copy_chunk(cells: list[tuple[str, list[list[int]], list[int]]]) -> str:
+    """COPY text of the cells' rows (run in the helper process)."""
+    return "".join(_copy_lines(_cell_record(CellRow(*cell)) for cell in cells))
 
 
-class _Costs:
-    """The new cells' (parameters, FLOPs): computed now, or in a helper process, collected later."""
+# Above this many new cells (the full space has 423,624), a helper process computes their
+# parameters/FLOPs and formats their rows while this one streams the jobs to PostgreSQL.
+PARALLEL_CELLS_ABOVE = 20_000
+_CELL_CHUNK = 20_000
 
-    def __init__(self, cells: list[CellRow], *, now: bool):
+
+class _NewCells:
+    """The rows of the cells new to the database: built now, or by a helper process (PostgreSQL,
+    many cells, costs not needed for the job order) and collected when inserted."""
+
+    def __init__(self, cells: list[CellRow], *, dialect: str, costs_first: bool):
         self.cells = cells
+        self.dialect = dialect
         self._pool = None
         self._futures: list[Any] = []
-        if not now and len(cells) > PARALLEL_COSTS_ABOVE:
+        self._records: list[tuple] | None = None
+        if dialect == "postgresql" and not costs_first and len(cells) > PARALLEL_CELLS_ABOVE:
             try:
                 import multiprocessing
                 from concurrent.futures import ProcessPoolExecutor
@@ -95,21 +106,36 @@ class _Costs:
                 # spawn, not fork: a forked child would share this process's database sockets.
                 self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
                 self._futures = [
-                    self._pool.submit(_cost_chunk, [(c.matrix, c.labels) for c in cells[i : i + _COST_CHUNK]])
-                    for i in range(0, len(cells), _COST_CHUNK)
+                    self._pool.submit(_cell_copy_chunk, [tuple(c) for c in cells[i : i + _CELL_CHUNK]])
+                    for i in range(0, len(cells), _CELL_CHUNK)
                 ]
-            except (OSError, ImportError):  # no processes here: compute them in line
-                self._pool = None
-        self._values: dict[str, tuple[int | None, int | None]] | None = None
+            except (OSError, ImportError):  # no processes here: build them in line
+                self.close()
         if self._pool is None:
-            self._values = {row.hash: _cost(row) for row in cells}
+            self._records = [_cell_record(row) for row in cells]
 
-    def values(self) -> dict[str, tuple[int | None, int | None]]:
-        if self._values is None:
-            costs = [cost for future in self._futures for cost in future.result()]
-            self._values = {row.hash: cost for row, cost in zip(self.cells, costs, strict=True)}
-            self.close()
-        return self._values
+    def flops(self) -> dict[str, int | None]:
+        assert self._records is not None, "costs_first=True computes the records in line"
+        return {record[0]: record[6] for record in self._records}
+
+    def insert(self, conn: sa.Connection) -> int:
+        """Insert the rows (the caller holds the cells lock on PostgreSQL: they are still new)."""
+        if not self.cells:
+            return 0
+        columns = "hash, matrix, ops, vertices, edges, trainable_parameters, flops"
+        if self.dialect == "postgresql":
+            if self._records is not None:
+                lines = _copy_lines(iter(self._records))
+            else:
+                lines = (future.result() for future in self._futures)
+            _copy(conn, f"cells ({columns})", lines)
+            return len(self.cells)
+        before = conn.execute(sa.text("SELECT COUNT(*) FROM cells")).scalar_one()
+        conn.exec_driver_sql(
+            f"INSERT INTO cells ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            self._records,
+        )
+        return conn.execute(sa.text("SELECT COUNT(*) FROM cells")).scalar_one() - before
 
     def close(self) -> None:
         if self._pool is not None:
@@ -188,11 +214,11 @@ def create_campaign(
         known = _known_cells(conn, rows)
         new_cells = [row for h, row in rows.items() if h not in known]
         # cheap-first orders the jobs by FLOPs: it needs the costs before the jobs.
-        costs = _Costs(new_cells, now=order == "cheap-first")
+        new = _NewCells(new_cells, dialect=conn.dialect.name, costs_first=order == "cheap-first")
         try:
             flops = {h: known[h] for h in rows if h in known}
             if order == "cheap-first":
-                flops.update({h: cost[1] for h, cost in costs.values().items()})
+                flops.update(new.flops())
             ordered = _job_order(list(rows.values()), epochs, repeats, order, seed, flops)
             seconds["order"] = time.perf_counter() - clock
             jobs = _job_tuples(campaign["id"], ordered, seed, max_attempts)
@@ -208,20 +234,18 @@ def create_campaign(
                     {"campaign_id": campaign["id"], "n": jobs_added},
                 )
             seconds["jobs"] = time.perf_counter() - clock - seconds["order"]
-            values = costs.values()
-            seconds["costs"] = time.perf_counter() - clock - seconds["order"] - seconds["jobs"]
+            cells_added = new.insert(conn)
+            seconds["cells"] = time.perf_counter() - clock - seconds["order"] - seconds["jobs"]
         finally:
-            costs.close()
-        cells_added = _insert_cells(conn, new_cells, values)
-        seconds["cells"] = time.perf_counter() - clock - sum(seconds.values())
+            new.close()
     seconds["total"] = time.perf_counter() - clock
     return {
         **campaign,
         "created": created,
         "cells_added": cells_added,
         "jobs_added": jobs_added,
-        # where the time went: order (reading known cells, ordering), jobs, costs (the part not
-        # overlapped with the jobs), cells, total (with the commit)
+        # where the time went: order (reading known cells, costs when needed first, ordering),
+        # jobs, cells (with whatever of the helper's work the jobs did not hide), total
         "seconds": seconds,
     }
 
@@ -264,34 +288,6 @@ def _known_cells(conn: sa.Connection, rows: dict[str, CellRow]) -> dict[str, int
         {"hashes": list(rows)},
     )
     return dict(result.all())
-
-
-def _insert_cells(
-    conn: sa.Connection, new_cells: list[CellRow], costs: dict[str, tuple[int | None, int | None]]
-) -> int:
-    tuples = [
-        (
-            row.hash,
-            json.dumps(row.matrix),
-            json.dumps(row.ops),
-            len(row.matrix),
-            sum(map(sum, row.matrix)),
-            *costs[row.hash],
-        )
-        for row in new_cells
-    ]
-    if not tuples:
-        return 0
-    columns = "hash, matrix, ops, vertices, edges, trainable_parameters, flops"
-    if conn.dialect.name == "postgresql":
-        # Straight in: the caller holds the cells lock, and these cells were missing under it.
-        _copy(conn, f"cells ({columns})", _copy_lines(iter(tuples)))
-        return len(tuples)
-    before = conn.execute(sa.text("SELECT COUNT(*) FROM cells")).scalar_one()
-    conn.exec_driver_sql(
-        f"INSERT INTO cells ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", tuples
-    )
-    return conn.execute(sa.text("SELECT COUNT(*) FROM cells")).scalar_one() - before
 
 
 def _job_order(

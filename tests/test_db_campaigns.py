@@ -55,9 +55,9 @@ def test_creating_twice_adds_nothing_and_more_cells_add_only_their_jobs(db_engin
 
 @pytest.mark.parametrize("helper_process", [False, True], ids=["inline", "helper-process"])
 def test_the_cells_table_holds_the_pruned_cell_and_its_costs(db_engine, monkeypatch, helper_process):
-    if helper_process:  # what the full space does: costs computed in a spawned process, in chunks
-        monkeypatch.setattr("db.campaigns.PARALLEL_COSTS_ABOVE", 2)
-        monkeypatch.setattr("db.campaigns._COST_CHUNK", 2)
+    if helper_process:  # what the full space does on PostgreSQL: rows built by a spawned process
+        monkeypatch.setattr("db.campaigns.PARALLEL_CELLS_ABOVE", 2)
+        monkeypatch.setattr("db.campaigns._CELL_CHUNK", 2)
     cells = random_cells(5, seed=2)
     create_campaign(db_engine, "c", cells, profile=PROFILE, epochs=(4,), repeats=1)
     with db_engine.connect() as conn:
