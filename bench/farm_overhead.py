@@ -14,12 +14,18 @@ of the queue itself (with several workers the ratio can exceed 1).
 
 from __future__ import annotations
 
-import argparse
-import os
-import tempfile
-import time
-import uuid
+import sys
 from pathlib import Path
+
+# Run as a script, this folder is sys.path[0], where bench/queue.py would shadow the standard
+# library's queue module (torch and Ray import it).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
 
 
 class _Result:

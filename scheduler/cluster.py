@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-# Environment variables forwarded to the worker processes (a shared cluster's workers inherit the
-# environment of `ray start`, not the driver's): the nasfarm knobs, e.g. NASFARM_POISON_HASHES.
-FORWARDED_ENV_PREFIX = "NASFARM_"
+# Environment variables the workers read, forwarded from the driver (a shared cluster's workers
+# inherit the environment of `ray start`, not the driver's). Only when set: a runtime_env makes Ray
+# start dedicated worker processes instead of reusing its pre-started idle ones.
+FORWARDED_ENV = ("NASFARM_POISON_HASHES",)
 
 
 class ClusterError(RuntimeError):
@@ -37,7 +38,7 @@ class ClusterHandle:
 
 
 def forwarded_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIX)}
+    return {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
 
 
 def connect(
@@ -60,11 +61,11 @@ def connect(
         "runtime_env": runtime_env,
     }
     if local:
-        # RAY_ADDRESS would silently turn "start a local cluster" into "join that one".
-        os.environ.pop("RAY_ADDRESS", None)
         kwargs.update(include_dashboard=False, num_cpus=num_cpus, num_gpus=num_gpus)
     try:
-        ray.init(address=None if local else address, **kwargs)
+        # "local", not None: ray.init(None) would join RAY_ADDRESS or the last cluster started on
+        # this machine (/tmp/ray/ray_current_cluster), even a dead one, instead of starting ours.
+        ray.init(address="local" if local else address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = "a local Ray cluster" if local else f"the Ray cluster at {address!r}"
         raise ClusterError(f"could not connect to {where}: {str(exc).splitlines()[0]}") from exc

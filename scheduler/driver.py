@@ -298,10 +298,12 @@ class Driver:
             self.buffer = kept
 
     def _claim(self, now: float) -> None:
-        idle = self.fleet.idle()
-        if not idle or now < self.next_claim:
+        # Claim only for workers that exist (a cluster without capacity should leave the jobs to
+        # other drivers), but keep the prefetch topped up while they are all busy: the next worker
+        # to finish then gets a job without a database round trip.
+        if now < self.next_claim or not any(w.ready for w in self.fleet.workers.values()):
             return
-        wanted = len(idle) + self.opts.prefetch - len(self.buffer)
+        wanted = len(self.fleet.idle()) + self.opts.prefetch - len(self.buffer)
         if wanted <= 0:
             return
         claimed = self._db(

@@ -113,15 +113,24 @@ class Farm:
 
     # -- campaigns ---------------------------------------------------------------------------
 
-    def create_campaign(self, name: str, n_cells: int, *, seed: int = 11, **kwargs: Any) -> list[str]:
-        """A smoke campaign of ``n_cells`` sampled cells x one 2-epoch budget; returns the hashes."""
+    def create_campaign(self, name: str, n_cells: int, *, seed: int = 11,
+                        checkpoint_every_epochs: float | None = None, **kwargs: Any) -> list[str]:
+        """A smoke campaign of ``n_cells`` sampled cells x one 2-epoch budget; returns the hashes.
+
+        ``checkpoint_every_epochs=0.5`` gives fault tests a first checkpoint with 1.5 epochs of the
+        job still to go: a fault injected right after it always lands mid-job.
+        """
+        from dataclasses import replace
+
         from db.campaigns import create_campaign
         from farm.config import SMOKE
         from farm.space import sample_cells
         from farm.spec import cell_from_labels
 
+        profile = SMOKE if checkpoint_every_epochs is None else replace(
+            SMOKE, checkpoint_every_epochs=checkpoint_every_epochs)
         cells = [cell_from_labels(c.matrix, c.labels) for c in sample_cells(n_cells, seed=seed)]
-        options = {"epochs": (FARM_EPOCHS,), "repeats": 1, "profile": SMOKE.to_dict()} | kwargs
+        options = {"epochs": (FARM_EPOCHS,), "repeats": 1, "profile": profile.to_dict()} | kwargs
         create_campaign(self.engine, name, cells, **options)
         return [cell.hash for cell in cells]
 
@@ -178,7 +187,7 @@ class Farm:
         return self.query("SELECT * FROM results ORDER BY job_id")
 
     def running_with_checkpoint(self) -> list[dict[str, Any]]:
-        """Running jobs whose epoch-1 checkpoint is on disk (i.e. a kill now loses < 1 epoch)."""
+        """Running jobs whose first epoch checkpoint is on disk."""
         return [j for j in self.jobs() if j["status"] == "running" and j["checkpoint_location"]
                 and Path(j["checkpoint_location"]).exists()]
 

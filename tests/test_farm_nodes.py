@@ -19,7 +19,7 @@ def test_jobs_of_a_lost_node_rerun_on_a_node_that_joins(farm):
     cluster = start_ray_cluster(num_cpus=0)
     try:
         first = cluster.add_node(num_cpus=2)
-        farm.create_campaign("nodes", 3)
+        farm.create_campaign("nodes", 2)
         run = farm.start_run("--campaign", "nodes", "--retry-backoff", "0.5",
                              address=cluster.address, lease_ttl=600)
         running = farm.wait(lambda: [j for j in farm.jobs() if j["status"] == "running" and j["lease_node"]],

@@ -33,7 +33,7 @@ def test_database_restart_mid_run_loses_and_duplicates_nothing(
     farm = Farm(db_url=url, storage=tmp_path / "checkpoints", data_dir=synthetic_cifar_dir,
                 ray_address=ray_address)
     try:
-        farm.create_campaign("outage", 4)
+        farm.create_campaign("outage", 3)
         # TTL 20 s (heartbeat every 5 s) outlives the outage: no lease may expire because of it.
         run = farm.start_run("--campaign", "outage", "--retry-backoff", "0.5", lease_ttl=20)
         farm.wait(lambda: sum(j["status"] == "running" and bool(j["lease_node"]) for j in farm.jobs()) >= 2,
