@@ -220,7 +220,7 @@ def create_campaign(
             if order == "cheap-first":
                 flops.update(new.flops())
             ordered = _job_order(list(rows.values()), epochs, repeats, order, seed, flops)
-            seconds["order"] = time.perf_counter() - clock
+            seconds["prepare"] = time.perf_counter() - clock
             jobs = _job_tuples(campaign["id"], ordered, seed, max_attempts)
             jobs_added = _insert_jobs(
                 conn, jobs, len(ordered), fresh=created, progress=progress and sys.stderr.isatty()
@@ -233,9 +233,9 @@ def create_campaign(
                     ),
                     {"campaign_id": campaign["id"], "n": jobs_added},
                 )
-            seconds["jobs"] = time.perf_counter() - clock - seconds["order"]
+            seconds["jobs"] = time.perf_counter() - clock - seconds["prepare"]
             cells_added = new.insert(conn)
-            seconds["cells"] = time.perf_counter() - clock - seconds["order"] - seconds["jobs"]
+            seconds["cells"] = time.perf_counter() - clock - seconds["prepare"] - seconds["jobs"]
         finally:
             new.close()
     seconds["total"] = time.perf_counter() - clock
@@ -244,7 +244,7 @@ def create_campaign(
         "created": created,
         "cells_added": cells_added,
         "jobs_added": jobs_added,
-        # where the time went: order (reading known cells, costs when needed first, ordering),
+        # where the time went: prepare (known cells, in-line cell rows and costs, job order),
         # jobs, cells (with whatever of the helper's work the jobs did not hide), total
         "seconds": seconds,
     }
