@@ -38,7 +38,7 @@ from db.errors import DatabaseUnavailable
 from scheduler.cluster import connect
 from scheduler.fleet import Fleet, Worker
 from scheduler.pool import WorkerShape, alive_nodes, choose_shape, pool_target
-from scheduler.signals import StopRequest
+from scheduler.signals import ImmediateExit, StopRequest
 from workers import storage as ckpt_storage
 from workers.actor import DONE, FAILED, LOST, REFUSED, RELEASED
 from workers.dbretry import GaveUp, retry_db
@@ -219,6 +219,7 @@ class Driver:
     def run(self) -> RunSummary:
         log.info("driver %s: %s, storage %s", self.owner, self.shape.describe(), self.storage_root)
         self._open_bar()
+        immediate = False
         try:
             while True:
                 now = time.monotonic()
@@ -236,8 +237,11 @@ class Driver:
                     self._claim(now)
                     self._dispatch()
                 self._wait()
+        except ImmediateExit:
+            immediate = True  # second signal: no more database calls, the leases expire
+            raise
         finally:
-            self._close()
+            self._close(immediate)
         return self.summary
 
     def _db(self, call: Callable[[], Any], what: str, default: Any = None) -> Any:
@@ -262,7 +266,8 @@ class Driver:
     def _resize(self) -> None:
         self.next_resize = time.monotonic() + self.opts.resize_interval_s
         nodes = alive_nodes()
-        for worker in self.fleet.on_nodes(n.node_id for n in nodes):
+        alive_ids = [n.node_id for n in nodes]
+        for worker in self.fleet.on_nodes(alive_ids):
             log.warning("node of %s is gone; dropping the worker", worker.describe())
         target = pool_target((n.resources for n in nodes), self.shape, self.opts.max_workers)
         if target == 0 and not self.capacity_warned:
@@ -271,7 +276,7 @@ class Driver:
         elif target:
             self.capacity_warned = False
         before = len(self.fleet)
-        self.fleet.resize(target)
+        self.fleet.resize(target, alive_ids)
         self.summary.workers_started = self.fleet.created
         if len(self.fleet) != before:
             log.info("worker pool %d -> %d", before, len(self.fleet))
@@ -457,18 +462,23 @@ class Driver:
         except GaveUp as exc:
             log.warning("%s; the reaper will take it after the lease TTL", exc)
 
-    def _close(self) -> None:
+    def _close(self, immediate: bool = False) -> None:
         self._close_bar()
-        self.db_down_until = 0.0
-        self._flush_hand_backs()
         self.summary.abandoned = len(self.fleet.busy())
         for worker in self.fleet.busy():
             log.warning("job %d still running on %s at exit; its lease will expire",
                         worker.job.job_id, worker.describe())
         self.fleet.shutdown()
-        with contextlib.suppress(GaveUp):  # keep the last counts seen
-            self.counts = retry_db(lambda: self.queue.counts(self.campaigns or None),
-                                   what="final counts", deadline_s=5.0)
+        if not immediate:
+            # Leaving on an error: give back what this driver holds but never started.
+            self.db_down_until = 0.0
+            self._flush_hand_backs()
+            for job in self.buffer:
+                self._release(job)
+            self.buffer.clear()
+            with contextlib.suppress(GaveUp):  # else keep the last counts seen
+                self.counts = retry_db(lambda: self.queue.counts(self.campaigns or None),
+                                       what="final counts", deadline_s=5.0)
         self.summary.counts = dict(self.counts)
         self.summary.elapsed_s = time.monotonic() - self.started
 

@@ -68,17 +68,20 @@ class Fleet:
         self.created += 1
         return worker
 
-    def resize(self, target: int) -> None:
-        """Grow to ``target`` workers, or shrink by retiring idle ones (never a busy one)."""
-        while len(self.workers) < target:
+    def resize(self, target: int, alive_node_ids: Iterable[str]) -> None:
+        """Grow to ``target`` workers, or shrink by retiring idle ones (never a busy one).
+
+        Busy workers on a vanished node do not count: they are dead, their actor errors are on the
+        way (and hand their jobs back), and the healthy workers must not be retired for them.
+        """
+        alive = set(alive_node_ids)
+        live = [w for w in self.workers.values() if not w.ready or w.node_id in alive]
+        for _ in range(target - len(live)):
             self.spawn()
-        if len(self.workers) > target:
+        if len(live) > target:
             # Retire workers that cannot be placed first, then idle ones.
-            spare = sorted(
-                (w for w in self.workers.values() if not w.busy),
-                key=lambda w: (w.ready, w.key),
-            )
-            for worker in spare[: len(self.workers) - target]:
+            spare = sorted((w for w in live if not w.busy), key=lambda w: (w.ready, w.key))
+            for worker in spare[: len(live) - target]:
                 self.remove(worker)
 
     def remove(self, worker: Worker) -> None:

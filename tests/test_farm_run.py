@@ -137,3 +137,18 @@ def test_kill_9_of_run_jobs_come_back_after_the_lease_ttl(farm):
     assert time.monotonic() - killed_at >= ttl
     jobs = {j["id"]: j for j in farm.jobs()}
     assert all(jobs[j["id"]]["attempts"] == 2 for j in running)
+
+
+def test_cancelling_a_running_job_stops_its_worker_without_writing_a_result(farm):
+    from db.queue import JobQueue
+
+    farm.create_campaign("cancel", 1, checkpoint_every_epochs=0.5)
+    run = farm.start_run("--campaign", "cancel", lease_ttl=4)  # heartbeat every second
+    (job,) = farm.wait(farm.running_with_checkpoint, timeout=90, what="a job with a checkpoint")
+    assert JobQueue(farm.engine).cancel(job_ids=[job["id"]]) == 1
+    summary = farm.finish(run)
+    assert summary["returncode"] == 0, summary["stderr"][-3000:]
+    assert summary["lost"] == 1 and summary["done"] == 0
+    assert farm.jobs()[0]["status"] == "cancelled"
+    assert farm.results() == []
+    assert "lease lost" in summary["stderr"]

@@ -8,7 +8,8 @@ and remove the checkpoint. Every database write retries through outages (``worke
 Stopping: ``preempt(job_id)`` (from the driver, on its own thread: a separate concurrency group)
 and SIGTERM/SIGINT to this process (a node drain, a spot reclaim) make training checkpoint at its
 next step and the job go back to pending as preempted, without charging an attempt. A lost lease
-stops training too, but then nothing more is written: the job belongs to someone else.
+stops training too (``LeaseLost`` raised out of the loop), but then nothing more is written, not
+even a checkpoint: the job may already be training elsewhere.
 
 The actor is created by the driver with ``max_restarts=0`` and ``max_task_retries=0``: when it dies,
 the driver hands the job back to the database, which alone decides about retries.
@@ -39,6 +40,10 @@ FAILED = "failed"  # error recorded; the queue retries it (backoff) or marks it 
 RELEASED = "released"  # preempted: checkpointed and back to pending, attempt not charged
 LOST = "lost"  # the lease was gone: nothing written
 REFUSED = "refused"  # the worker is draining: job released untouched
+
+
+class LeaseLost(Exception):
+    """Raised through the training loop when the job's lease is gone: stop without any write."""
 
 
 class FarmWorker:
@@ -170,15 +175,25 @@ class FarmWorker:
             return self._outcome(job, LOST, started_at)
         storage.prepare_location(location)
 
-        keeper = LeaseKeeper(queue, job.job_id, token, interval_s=self.heartbeat_s,
-                             on_lost=lambda: self._request_stop("lease lost")).start()
+        keeper = LeaseKeeper(queue, job.job_id, token, interval_s=self.heartbeat_s).start()
+
+        def should_stop() -> bool:
+            # A lost lease must not even checkpoint (the job may already train elsewhere): raise
+            # out of the training loop instead of asking it to stop (which would checkpoint).
+            if keeper.lost.is_set():
+                raise LeaseLost(f"job {job.job_id}: lease lost")
+            return self._stop.is_set()
+
         try:
             runner = self.job_runner or _train
             result = runner(train_job, self.data, device=self.device, checkpoint_path=location,
-                            on_event=keeper.post, should_stop=self._stop.is_set)
+                            on_event=keeper.post, should_stop=should_stop)
+        except LeaseLost:
+            keeper.close(flush=False)
+            return self._outcome(job, LOST, started_at, resumed_epoch=resumed_epoch)
         except Stopped as stopped:
-            keeper.close(flush=self._stop_reason != "lease lost")
-            if self._stop_reason == "lease lost" or keeper.lost.is_set():
+            keeper.close(flush=True)
+            if keeper.lost.is_set():
                 return self._outcome(job, LOST, started_at, resumed_epoch=resumed_epoch)
             ok = retry_db(lambda: queue.release(job.job_id, token, reason="preempted"),
                           what=f"job {job.job_id}: release")

@@ -3,8 +3,9 @@
 It heartbeats every ``interval_s`` (a quarter of the lease TTL) and streams the job's epoch and
 evaluation events to the database in order. Training never waits on the database: events queue up
 here while the server is away and are written, in order, when it returns. When the database says
-the lease is gone (another driver reaped it, the job was cancelled), ``on_lost`` is called once so
-that training stops at its next step and the worker writes nothing more for this attempt.
+the lease is gone (another driver reaped it, the job was cancelled), ``lost`` is set (and
+``on_lost`` called once) so that training stops at its next step and the worker writes nothing
+more for this attempt.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class LeaseKeeper:
         token: str,
         *,
         interval_s: float,
-        on_lost: Callable[[], None],
+        on_lost: Callable[[], None] | None = None,
     ):
         self.queue = queue
         self.job_id = job_id
@@ -66,7 +67,8 @@ class LeaseKeeper:
         if not self.lost.is_set():
             log.warning("job %d: lease lost (%s); stopping without writing more", self.job_id, why)
             self.lost.set()
-            self.on_lost()
+            if self.on_lost is not None:
+                self.on_lost()
 
     def _flush_once(self) -> None:
         """Write queued events; an event leaves the outbox only once it is written."""
