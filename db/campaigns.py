@@ -219,7 +219,11 @@ def create_campaign(
             flops = {h: known[h] for h in rows if h in known}
             if order == "cheap-first":
                 flops.update(new.flops())
-            ordered = _job_order(list(rows.values()), epochs, repeats, order, seed, flops)
+            # A campaign is created whole, so a cell it has has all its jobs: enqueue only the
+            # cells it lacks (none when it is created again: no 5M-row conflict check).
+            present = set() if created else _campaign_cells(conn, campaign["id"])
+            wanted = [row for h, row in rows.items() if h not in present]
+            ordered = _job_order(wanted, epochs, repeats, order, seed, flops)
             seconds["prepare"] = time.perf_counter() - clock
             jobs = _job_tuples(campaign["id"], ordered, seed, max_attempts)
             jobs_added = _insert_jobs(
@@ -272,6 +276,13 @@ def _get_or_insert_campaign(
                 "choose another name"
             )
     return _campaign_dict(row), bool(inserted)
+
+
+def _campaign_cells(conn: sa.Connection, campaign_id: int) -> set[str]:
+    result = conn.execute(
+        sa.text("SELECT DISTINCT cell_hash FROM jobs WHERE campaign_id = :id"), {"id": campaign_id}
+    )
+    return {h for (h,) in result}
 
 
 def _known_cells(conn: sa.Connection, rows: dict[str, CellRow]) -> dict[str, int | None]:
@@ -340,6 +351,8 @@ def _insert_jobs(
     conn: sa.Connection, jobs: Iterator[tuple], total: int, *, fresh: bool, progress: bool
 ) -> int:
     """Insert the jobs in order (ids follow it, and the claim follows the ids)."""
+    if not total:
+        return 0
     bar = _progress(total, progress)
     try:
         if conn.dialect.name == "postgresql":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -27,7 +28,7 @@ def load_cells(spec: str, seed: int) -> list:
     if spec == "all":
         from farm.space import enumerate_cells
 
-        return enumerate_cells(progress=True)
+        return enumerate_cells(progress=sys.stderr.isatty())
     if spec.startswith("sample:"):
         try:
             n = int(spec.split(":", 1)[1])
