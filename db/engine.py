@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +86,9 @@ def make_engine(url: str | None = None) -> Engine:
 
 
 def _postgres_engine(url: URL, **options: Any) -> Engine:
+    options.setdefault("pool_pre_ping", True)
     return sa.create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=2,
         max_overflow=4,
         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S, "application_name": "nasfarm"},
@@ -109,10 +110,42 @@ def autocommit_engine(engine: Engine) -> Engine:
         raise ValueError("autocommit_engine is for PostgreSQL")
     sibling = _AUTOCOMMIT_ENGINES.get(engine)
     if sibling is None:
-        sibling = _postgres_engine(engine.url, isolation_level="AUTOCOMMIT")
+        sibling = _postgres_engine(engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+        _ping_when_idle(sibling)
         _AUTOCOMMIT_ENGINES[engine] = sibling
         weakref.finalize(engine, sibling.dispose)
     return sibling
+
+
+PING_AFTER_IDLE_S = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pre-ping only connections that sat idle in the pool (SQLAlchemy's custom ping recipe).
+
+    A worker's hot loop (claim, heartbeat, complete) then costs one round trip per operation
+    instead of two. A connection that died while in constant use (a server restart under load)
+    fails its next statement with DatabaseUnavailable -- which callers retry -- and SQLAlchemy
+    then replaces the whole pool.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER_IDLE_S:
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        except Exception:
+            # The pool discards this connection and checks out another (up to three tries).
+            raise sa.exc.DisconnectionError() from None
+        finally:
+            with suppress(Exception):
+                cursor.close()
 
 
 def _sqlite_engine(url: URL) -> Engine:

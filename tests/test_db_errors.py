@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
 from db.campaigns import create_campaign, get_campaign
-from db.engine import check_connection, make_engine, redact
+from db.engine import PING_AFTER_IDLE_S, check_connection, make_engine, redact
 from db.errors import (
     BadDatabaseURL,
     CampaignConflict,
@@ -76,6 +77,19 @@ def test_a_dropped_connection_is_transient_and_the_pool_recovers(pg_url):
     with admin.connect() as other:
         other.execute(kill)
     assert queue.counts()["pending"] == 0
+    # The queue's autocommit pool pings only connections idle for a while: one killed in the
+    # middle of a hot loop fails once (transient), then the pool is replaced...
+    assert not queue.heartbeat(1, "no-such-lease")
+    with admin.connect() as other:
+        other.execute(kill)
+    with pytest.raises(DatabaseUnavailable):
+        queue.heartbeat(1, "no-such-lease")
+    assert not queue.heartbeat(1, "no-such-lease")
+    # ... and one killed while idle is replaced before use.
+    with admin.connect() as other:
+        other.execute(kill)
+    time.sleep(PING_AFTER_IDLE_S + 0.2)
+    assert not queue.heartbeat(1, "no-such-lease")
     admin.dispose()
     engine.dispose()
 
