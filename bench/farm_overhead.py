@@ -136,7 +136,7 @@ def main() -> None:
     print(f"baseline (queue calls only, 1 process): {base_rate:8.1f} jobs/s "
           f"({base_n} jobs in {base_s:.2f} s)")
     print(f"farm (Ray driver + {args.workers} workers):      {rate:8.1f} jobs/s "
-          f"({n} jobs in {span:.2f} s; {summary.elapsed_s:.1f} s with Ray start-up)")
+          f"({n} jobs in {span:.2f} s; whole run {summary.elapsed_s:.1f} s, worker start-up included)")
     print(f"ratio farm / baseline:                   {rate / base_rate:8.2f}")
     print(f"idle gap between jobs on a worker: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms "
           f"over {len(summary.idle_gaps_s)} gaps (goal: p50 < 100 ms, p99 < 1000 ms)")
