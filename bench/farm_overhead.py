@@ -17,8 +17,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this folder is sys.path[0], where bench/queue.py would shadow the standard
-# library's queue module (torch and Ray import it).
+# Run as a script, this folder is sys.path[0], where a bench named like a standard module would shadow the
+# standard library (torch and Ray import queue, for one).
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse  # noqa: E402

@@ -35,7 +35,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, Python puts bench/ first on sys.path, where sibling benches (bench/queue.py)
+# Run as a script, Python puts bench/ first on sys.path, where sibling benches (bench/queue.py once)
 # would shadow standard modules that torch imports. Use the repository root instead.
 _BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 
-# Run as a script, this folder comes first on sys.path, and its modules (e.g. bench/queue.py)
+# Run as a script, this folder comes first on sys.path, and its modules (bench/queue.py once did)
 # would shadow the standard library's for multiprocessing: drop it.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]

@@ -29,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 # Run as `python3 bench/<this>.py`, Python puts bench/ first on sys.path, where a sibling module
-# could shadow the standard library (bench/queue.py does); import from the repository root instead.
+# could shadow the standard library (as bench/queue.py once did); import from the repository root instead.
 _BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]
 sys.path.insert(0, str(_BENCH_DIR.parent))

@@ -9,8 +9,8 @@ Prints, for each database:
 - the campaign_progress query time on the 5M-job table (with --full), against the baseline of
   counting the jobs table directly in the same process.
 
-    python3 bench/queue.py                       # both databases, 1M-job enqueue, no full space
-    python3 bench/queue.py --full --no-sqlite    # PostgreSQL with the real 5M-job campaign
+    python3 bench/queue_ops.py                       # both databases, 1M-job enqueue, no full space
+    python3 bench/queue_ops.py --full --no-sqlite    # PostgreSQL with the real 5M-job campaign
 
 PostgreSQL: a scratch database is created on --pg (default $NASFARM_TEST_PG_URL or the local
 server) and dropped at the end. The machine's load average is printed with every figure.
