@@ -368,3 +368,49 @@ def test_campaign_export_import_and_compare(db_engine, tmp_path) -> None:
     missing = runner.invoke(main, ["export", "--campaign", "nope", "--out", str(tmp_path / "x.jsonl"),
                                    "--db", url])
     assert missing.exit_code == 2 and "nope" in missing.output
+
+
+def test_api_answers_for_a_finished_smoke_campaign(sqlite_url, synthetic_cifar, one_torch_thread, tmp_path):
+    """A real (tiny) campaign: cells trained by farm.train on synthetic CIFAR, completed through the
+    job queue; the API over the campaign and over its tfrecord export return the trained numbers."""
+    from db.campaigns import create_campaign
+    from db.engine import make_engine
+    from db.migrate import upgrade
+    from db.nb101_io import campaign_records
+    from db.queue import JobQueue
+    from farm.config import SMOKE, TrainConfig
+    from farm.cost import trainable_parameters
+    from farm.records import write_file as write_records
+    from farm.spec import Cell
+    from farm.train import TrainJob, train
+
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    cells = [
+        Cell.from_any([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["input", C3, "output"]),
+        Cell.from_any(RESNET_MATRIX, ["input", C1, MP, "output"]),
+    ]
+    create_campaign(engine, "smoke", cells, epochs=(2,), repeats=1, profile=SMOKE.to_dict())
+    queue = JobQueue(engine)
+    trained = {}
+    for job in queue.claim(10, "test"):
+        cell = Cell.from_any(job.matrix, job.ops)
+        result = train(TrainJob(cell, job.epochs, job.repeat, job.seed, TrainConfig.from_dict(job.profile)),
+                       synthetic_cifar)
+        assert queue.complete(job.job_id, job.lease_token, result.to_dict())
+        trained[cell.hash] = (cell, result.metrics)
+    assert len(trained) == 2
+
+    path = tmp_path / "smoke.tfrecord"
+    write_records(path, campaign_records(engine, "smoke"))
+    for bench in (NASBench(campaign_records(engine, "smoke"), seed=1), NASBench(path, seed=1)):
+        assert bench.valid_epochs == {2} and bench.config["num_repeats"] == 1
+        for cell, metrics in trained.values():
+            spec = ModelSpec(cell.matrix, list(cell.ops))
+            final, halfway = bench.query(spec, epochs=2), bench.query(spec, epochs=2, stop_halfway=True)
+            assert final["module_adjacency"].tolist() == cell.matrix.tolist()
+            assert final["trainable_parameters"] == trainable_parameters(cell, SMOKE)
+            for key in ("training_time", "train_accuracy", "validation_accuracy", "test_accuracy"):
+                assert final[key] == metrics[f"final_{key}"]
+                assert halfway[key] == metrics[f"halfway_{key}"]
+        assert bench.get_budget_counters()[1] == 2 * (2 + 1)
