@@ -1,4 +1,4 @@
-"""The monitoring views (created by migration 0002) and the job-count bookkeeping behind them.
+"""The monitoring views (created by migrations 0002 and 0003) and the job-count bookkeeping behind them.
 
 Views, identical in meaning on PostgreSQL and SQLite:
 - ``campaign_progress``: per campaign total, pending, running, done, failed, cancelled, done_pct,
@@ -7,6 +7,8 @@ Views, identical in meaning on PostgreSQL and SQLite:
 - ``job_failures``: jobs with an error: status, attempts, max_attempts, last_error.
 - ``nb101_results``: one row per finished (cell, epochs, repeat), in NAS-Bench-101's shape.
 - ``hourly_throughput``: finished jobs per campaign and UTC hour.
+- ``campaign_eta``: remaining cost (cell FLOPs x epochs of pending and running jobs), the cost done
+  in the last hour, and the ETA at that rate; ``seconds_per_cost`` calibrates a device.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import sqlalchemy as sa
 from db.engine import read_connection, redact
 from db.errors import translating
 
-VIEW_NAMES = ("campaign_progress", "active_workers", "job_failures", "nb101_results", "hourly_throughput")
+VIEW_NAMES = (
+    "campaign_progress",
+    "active_workers",
+    "job_failures",
+    "nb101_results",
+    "hourly_throughput",
+    "campaign_eta",  # migration 0003
+)
 
 # compact_job_counts (PostgreSQL): fold the delta rows into one row per (campaign, status) in one
 # statement. Rows inserted meanwhile by other transactions are not in this statement's snapshot,

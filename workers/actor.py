@@ -75,6 +75,9 @@ class FarmWorker:
         self.job_runner = job_runner
         self.pid = os.getpid()
         self.node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}/pid{self.pid}"
+        gpu_ids = ray.get_gpu_ids()
+        if gpu_ids:  # shown by `nasfarm status` (active_workers.node): which card a job is on
+            self.node += "/gpu" + ",".join(str(g) for g in gpu_ids)
         if self.device == "cpu":
             import torch
 

@@ -1,0 +1,148 @@
+"""``nasfarm demo``: the main job on the embedded default (SQLite + a local Ray), end to end.
+
+Samples a few cells, enqueues their 4-epoch jobs, trains them on a local Ray cluster, and prints the
+results in NAS-Bench-101's shape with the SQL to look at them. Without a GPU it says so and uses the
+``smoke`` profile (tiny network, data subset) so that it ends in minutes on a laptop.
+"""
+
+from __future__ import annotations
+
+import click
+
+DEFAULT_CAMPAIGN = "demo"
+
+
+class DemoError(click.ClickException):
+    exit_code = 2
+
+
+def _pick_profile(requested: str) -> tuple[str, str]:
+    """(profile name, device) for the request; 'auto' means nb101 on a GPU, smoke otherwise."""
+    import torch
+
+    has_gpu = torch.cuda.is_available()
+    if requested == "auto":
+        if has_gpu:
+            return "nb101", "cuda"
+        click.echo(
+            "No GPU found: using the 'smoke' profile (8-channel stem, 1 module per stack, 512 training"
+            " images) so the demo ends in minutes. Pass --profile nb101 for the real network.",
+            err=True,
+        )
+        return "smoke", "cpu"
+    return requested, "cuda" if has_gpu else "cpu"
+
+
+def _ensure_data(data_dir: str | None, offline: bool) -> str:
+    from farm.data import DataError, default_data_dir, load_cifar10, missing_files
+
+    path = data_dir or str(default_data_dir())
+    if missing_files(path):
+        if offline:
+            raise DemoError(
+                f"CIFAR-10 is not in {path} and --offline forbids downloading it. Place the python "
+                f"version there (so that {path}/cifar-10-batches-py/data_batch_1 exists), or write a "
+                f"synthetic stand-in with `nasfarm data synthetic {path}`."
+            )
+        click.echo(f"Downloading CIFAR-10 into {path} ...", err=True)
+    try:
+        load_cifar10(path, download=not offline)  # reads and checks every batch once
+    except DataError as exc:
+        raise DemoError(str(exc)) from exc
+    return path
+
+
+def _results_table(rows: list[dict]) -> str:
+    header = (
+        f"{'module_hash':<34}{'ep':>4}{'rep':>4}{'params':>11}"
+        f"{'train':>8}{'valid':>8}{'test':>8}{'time s':>9}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(
+            f"{row['module_hash']:<34}{row['epochs']:>4}{row['repeat']:>4}"
+            f"{row['trainable_parameters']:>11,}{row['final_train_accuracy']:>8.3f}"
+            f"{row['final_validation_accuracy']:>8.3f}{row['final_test_accuracy']:>8.3f}"
+            f"{row['final_training_time']:>9.1f}"
+        )
+    return "\n".join(lines)
+
+
+@click.command("demo")
+@click.option("--db", "db_url", default=None, metavar="URL",
+              help="Database URL (default: $NASFARM_DB, else sqlite:///nasfarm.db).")
+@click.option("--data-dir", default=None, type=click.Path(file_okay=False),
+              help="Directory holding (or receiving) cifar-10-batches-py/ (default: the user cache).")
+@click.option("--offline", is_flag=True, help="Never download CIFAR-10; fail with how to place it.")
+@click.option("--campaign", default=DEFAULT_CAMPAIGN, show_default=True)
+@click.option("--cells", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Cells sampled uniformly from the 423,624.")
+@click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--profile", type=click.Choice(["auto", "nb101", "smoke"]), default="auto", show_default=True,
+              help="auto: nb101 on a GPU, smoke on CPU.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--storage", default=None, metavar="PATH|URI", help="Checkpoint root (see nasfarm run).")
+def demo_cmd(
+    db_url: str | None,
+    data_dir: str | None,
+    offline: bool,
+    campaign: str,
+    cells: int,
+    epochs: int,
+    repeats: int,
+    profile: str,
+    seed: int,
+    storage: str | None,
+) -> None:
+    """The main job: sample cells, train them on a local Ray cluster, print the results."""
+    from db.campaigns import create_campaign
+    from db.engine import make_engine, redact
+    from db.errors import DatabaseError
+    from db.migrate import upgrade
+    from db.results import nb101_results
+    from farm.config import get_profile
+    from farm.space import sample_cells
+    from farm.spec import cell_from_labels
+    from scheduler.driver import run_campaigns
+
+    profile_name, device = _pick_profile(profile)
+    path = _ensure_data(data_dir, offline)
+    try:
+        engine = make_engine(db_url)
+        upgrade(engine)
+        url = engine.url.render_as_string(hide_password=False)
+        picked = [cell_from_labels(c.matrix, c.labels) for c in sample_cells(cells, seed)]
+        summary = create_campaign(
+            engine, campaign, picked, epochs=[epochs], repeats=repeats,
+            profile=get_profile(profile_name).to_dict(), seed=seed, order="as-given",
+        )
+    except DatabaseError as exc:
+        raise DemoError(str(exc)) from exc
+    click.echo(
+        f"Campaign '{campaign}' on {redact(engine.url)}: {len(picked)} cells x {epochs} epochs x "
+        f"{repeats} repeat(s), profile {profile_name}, device {device}"
+        + ("" if summary.get("created") else " (already created: resuming)"),
+        err=True,
+    )
+    run = run_campaigns(
+        url, [campaign], data_dir=path, storage=storage, device=device,
+        gpus_per_job=1.0 if device == "cuda" else 0.0,
+    )
+    rows = nb101_results(engine, campaign)
+    click.echo(_results_table(rows))
+    click.echo(
+        f"\n{run.done} job(s) trained in this run, {len(rows)} result(s) in the campaign; "
+        f"complete: {run.complete}."
+    )
+    sqlite_file = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    client = f"sqlite3 {sqlite_file}" if sqlite_file else 'psql "$NASFARM_DB"'
+    click.echo(
+        "Look at them with SQL, e.g.:\n"
+        f"  {client} \"SELECT * FROM campaign_progress\"\n"
+        f"  {client} \"SELECT module_hash, epochs, final_test_accuracy FROM nb101_results"
+        f" WHERE campaign = '{campaign}'\"\n"
+        f"or: nasfarm status --campaign {campaign}"
+    )
+    if not run.complete:
+        raise SystemExit(1)
