@@ -102,3 +102,31 @@ def campaign_progress(engine: sa.Engine, campaigns: list[str] | None = None) -> 
         wanted = set(campaigns)
         rows = [r for r in rows if r["campaign"] in wanted]
     return rows
+
+
+# Columns a view may be ordered by in read_view (never interpolate a caller's string into SQL).
+_ORDERS = {
+    "campaign_eta": "campaign",
+    "active_workers": "campaign, seconds_since_heartbeat DESC",
+    "job_failures": "COALESCE(finished_at, not_before) DESC, job_id DESC",
+    "hourly_throughput": "hour DESC, campaign",
+}
+
+
+def read_view(
+    engine: sa.Engine, view: str, campaigns: list[str] | None = None, *, limit: int | None = None
+) -> list[dict]:
+    """Rows of one of the documented views (``VIEW_NAMES``), optionally for some campaigns only."""
+    if view not in VIEW_NAMES:
+        raise ValueError(f"unknown view {view!r}")
+    where, params = "", {}
+    if campaigns:
+        names = {f"c{i}": name for i, name in enumerate(campaigns)}
+        where = " WHERE campaign IN (" + ", ".join(f":{k}" for k in names) + ")"
+        params.update(names)
+    sql = f"SELECT * FROM {view}{where} ORDER BY {_ORDERS.get(view, 'campaign')}"
+    if limit is not None:
+        sql += " LIMIT :limit"
+        params["limit"] = int(limit)
+    with translating(redact(engine.url)), read_connection(engine) as conn:
+        return [dict(r) for r in conn.execute(sa.text(sql), params).mappings()]

@@ -1,12 +1,19 @@
-"""``nasfarm status``: where the campaigns stand (counts by status, done %, attempts, failures).
+"""``nasfarm status``: where the campaigns stand.
 
-Reads the ``campaign_progress`` view, which sums per-campaign count deltas rather than the jobs
-table, so it answers in milliseconds on millions of jobs.
+An overview table (counts by status, done %, attempts, GPU-hours, throughput, ETA), then per
+campaign a progress bar, the last hour's jobs and GPU-hours, the ETA weighted by each remaining
+job's cost, the live workers and the latest failures. It reads only the documented views
+(``campaign_progress``, ``campaign_eta``, ``hourly_throughput``, ``active_workers``,
+``job_failures``), so what it shows is what SQL shows. ``campaign_progress`` sums per-campaign
+count deltas, so the overview answers in milliseconds on millions of jobs; ``campaign_eta`` scans
+the remaining jobs (about a second per few million).
 """
 
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
 import click
 
@@ -61,18 +68,129 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(render(line) for line in [header, *body])
 
 
+BAR_WIDTH = 30
+WORKERS_SHOWN = 20
+FAILURES_SHOWN = 5
+
+
+def _hours(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _bar(done: int, failed: int, total: int) -> str:
+    if total <= 0:
+        return "[" + " " * BAR_WIDTH + "]"
+    filled = round(BAR_WIDTH * done / total)
+    bad = min(BAR_WIDTH - filled, round(BAR_WIDTH * failed / total))
+    return "[" + "#" * filled + "x" * bad + "." * (BAR_WIDTH - filled - bad) + "]"
+
+
+def _details(engine, rows: list[dict]) -> dict[str, dict[str, Any]]:
+    """Per campaign: cost ETA, last hour's throughput, live workers, latest failures (from views)."""
+    from db.views import read_view
+
+    names = [row["campaign"] for row in rows]
+    details: dict[str, dict[str, Any]] = {
+        name: {"eta": {}, "last_hour": {"jobs_done": 0, "gpu_hours": 0.0}, "workers": [], "failures": []}
+        for name in names
+    }
+    for eta in read_view(engine, "campaign_eta", names):
+        details[eta.pop("campaign")]["eta"] = eta
+    now_hour = time.strftime("%Y-%m-%d %H:00", time.gmtime())
+    for hour in read_view(engine, "hourly_throughput", names):
+        if hour["hour"] == now_hour:
+            details[hour["campaign"]]["last_hour"] = {
+                "jobs_done": int(hour["jobs_done"]),
+                "gpu_hours": float(hour["training_seconds"] or 0.0) / 3600,
+            }
+    for worker in read_view(engine, "active_workers", names):
+        details[worker["campaign"]]["workers"].append(worker)
+    for name in names:
+        details[name]["failures"] = read_view(engine, "job_failures", [name], limit=FAILURES_SHOWN)
+    return details
+
+
+def _render_campaign(row: dict, detail: dict[str, Any]) -> str:
+    eta = detail["eta"]
+    lines = [
+        f"{row['campaign']}  {_bar(row['done'], row['failed'], row['total'])}  {row['done_pct']:.1f}%"
+        f"  ({row['done']:,} of {row['total']:,} jobs)",
+        f"  this hour: {detail['last_hour']['jobs_done']:,} jobs, "
+        f"{detail['last_hour']['gpu_hours']:.2f} GPU-hours of training;"
+        f" last 60 min: {row['done_last_hour']:,} jobs",
+        f"  ETA {_hours(eta.get('eta_seconds'))} weighted by cost (cell FLOPs x epochs of the "
+        f"{int(eta.get('remaining_jobs') or 0):,} remaining jobs at the last hour's rate);"
+        f" {_hours(None if row['eta_hours'] is None else row['eta_hours'] * 3600)} by job count",
+    ]
+    workers = detail["workers"]
+    lines.append(f"  workers: {len(workers)} running")
+    for w in workers[:WORKERS_SHOWN]:
+        epoch = "-" if w["epoch"] is None else f"{float(w['epoch']):.1f}"
+        beat = "-" if w["seconds_since_heartbeat"] is None else f"{float(w['seconds_since_heartbeat']):.0f}s"
+        lines.append(
+            f"    {str(w['node'] or w['owner'])[:48]:<48} job {w['job_id']:<8} {w['cell_hash'][:8]}"
+            f" {w['epochs']:>3}ep  epoch {epoch:>5}  heartbeat {beat} ago"
+        )
+    if len(workers) > WORKERS_SHOWN:
+        lines.append(f"    ... {len(workers) - WORKERS_SHOWN} more (SELECT * FROM active_workers)")
+    if detail["failures"]:
+        lines.append("  latest failures:")
+        for f in detail["failures"]:
+            error = " ".join(str(f["last_error"]).split())[:90]
+            lines.append(
+                f"    job {f['job_id']} ({f['status']}, attempt {f['attempts']}/{f['max_attempts']}): {error}"
+            )
+    return "\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    return float(value)  # Decimal from PostgreSQL numeric arithmetic
+
+
+def _snapshot(db_url: str | None, campaigns: tuple[str, ...]) -> tuple[list[dict], dict]:
+    with db_errors():
+        engine = open_engine(db_url)
+        rows = _rows(engine, campaigns)
+        return rows, _details(engine, rows)
+
+
 @click.command("status")
 @click.option("--campaign", "campaigns", multiple=True, metavar="NAME", help="Only these campaigns.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per campaign.")
+@click.option("--watch", is_flag=True, help="Refresh every --interval seconds until interrupted.")
+@click.option("--interval", type=click.FloatRange(min=0.5), default=5.0, show_default=True)
 @db_option
-def status_cmd(campaigns: tuple[str, ...], as_json: bool, db_url: str | None) -> None:
-    """Where the campaigns stand: jobs by status, done %, attempts, failures, throughput, ETA."""
-    with db_errors():
-        rows = _rows(open_engine(db_url), campaigns)
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row))
-    elif not rows:
-        click.echo("no campaigns yet: nasfarm campaign create NAME --cells ...")
-    else:
-        click.echo(format_table(rows))
+def status_cmd(
+    campaigns: tuple[str, ...], as_json: bool, watch: bool, interval: float, db_url: str | None
+) -> None:
+    """Where the campaigns stand: counts, progress, throughput, ETA, live workers, failures."""
+    while True:
+        rows, details = _snapshot(db_url, campaigns)
+        if as_json:
+            for row in rows:
+                click.echo(json.dumps(_jsonable({**row, **details[row["campaign"]]})))
+        elif not rows:
+            click.echo("no campaigns yet: nasfarm campaign create NAME --cells ...")
+        else:
+            if watch:
+                click.clear()
+            click.echo(format_table(rows))
+            for row in rows:
+                click.echo("")
+                click.echo(_render_campaign(row, details[row["campaign"]]))
+        if not watch:
+            return
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:
+            return
