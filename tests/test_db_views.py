@@ -18,14 +18,16 @@ from farm.config import SMOKE
 from tests.fixtures_db import fake_result, random_cells
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "database.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_the_docs_show_exactly_the_tested_queries():
     queries = example_queries()
     assert list(queries) == ["progress", "stuck_jobs", "failures_by_error", "top_cells", "throughput_by_hour"]
-    docs = DOCS.read_text()
-    for name, sql in queries.items():
-        assert sql + ";" in docs, f"docs/database.md does not show the {name} query as tested"
+    for page in (DOCS, README):
+        text = page.read_text()
+        for name, sql in queries.items():
+            assert sql + ";" in text, f"{page.name} does not show the {name} query as tested"
 
 
 @pytest.fixture
