@@ -61,7 +61,10 @@ def connect(
         "runtime_env": runtime_env,
     }
     if local:
-        kwargs.update(include_dashboard=False, num_cpus=num_cpus, num_gpus=num_gpus)
+        # The embedded cluster serves this machine only: bind it to loopback, not the node's
+        # network interface.
+        kwargs.update(include_dashboard=False, num_cpus=num_cpus, num_gpus=num_gpus,
+                      _node_ip_address="127.0.0.1")
     try:
         # "local", not None: ray.init(None) would join RAY_ADDRESS or the last cluster started on
         # this machine (/tmp/ray/ray_current_cluster), even a dead one, instead of starting ours.
