@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from farm.metrics import RUN_METRICS
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -207,15 +209,4 @@ job_metrics = sa.Table(
     sa.Column("at", sa.Double, nullable=False),
 )
 
-RESULT_METRICS = (
-    "trainable_parameters",
-    "total_time",
-    "halfway_training_time",
-    "halfway_train_accuracy",
-    "halfway_validation_accuracy",
-    "halfway_test_accuracy",
-    "final_training_time",
-    "final_train_accuracy",
-    "final_validation_accuracy",
-    "final_test_accuracy",
-)
+RESULT_METRICS = RUN_METRICS  # the results table's metric columns

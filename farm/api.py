@@ -31,20 +31,12 @@ from typing import Any
 import numpy as np
 
 from farm.hashing import INPUT_LABEL, OUTPUT_LABEL, module_hash
+from farm.metrics import REPEAT_METRICS
 from farm.records import BenchmarkRecord, iter_file
 from farm.spec import AVAILABLE_OPS, INPUT, MAX_EDGES, MAX_VERTICES, OUTPUT, Cell
 
 # The eight per-repeat numbers NAS-Bench-101 keeps, in storage order.
-METRIC_KEYS: tuple[str, ...] = (
-    "halfway_training_time",
-    "halfway_train_accuracy",
-    "halfway_validation_accuracy",
-    "halfway_test_accuracy",
-    "final_training_time",
-    "final_train_accuracy",
-    "final_validation_accuracy",
-    "final_test_accuracy",
-)
+METRIC_KEYS: tuple[str, ...] = REPEAT_METRICS
 _METRIC_INDEX = {key: i for i, key in enumerate(METRIC_KEYS)}
 
 

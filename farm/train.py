@@ -38,6 +38,7 @@ from farm import checkpoint as ckpt
 from farm.augment import TrainStream, normalize
 from farm.config import NB101, TrainConfig
 from farm.data import CifarSplits
+from farm.metrics import RUN_METRICS
 from farm.optim import TFRMSprop, cosine_by_step_lr
 from farm.spec import Cell
 from farm.train_errors import (
@@ -61,18 +62,7 @@ __all__ = [
 ]
 
 POISON_ENV = "NASFARM_POISON_HASHES"
-METRIC_NAMES = (
-    "trainable_parameters",
-    "total_time",
-    "halfway_training_time",
-    "halfway_train_accuracy",
-    "halfway_validation_accuracy",
-    "halfway_test_accuracy",
-    "final_training_time",
-    "final_train_accuracy",
-    "final_validation_accuracy",
-    "final_test_accuracy",
-)
+METRIC_NAMES = RUN_METRICS
 
 
 class Stopped(Exception):
