@@ -26,7 +26,6 @@ import pytest
 
 FARM_EPOCHS = 2  # smoke profile, 16 steps per epoch: a job takes a few seconds on one core
 RUN_TIMEOUT_S = 150
-LOOPBACK = "127.0.0.1"
 
 
 def free_port() -> int:
@@ -43,7 +42,6 @@ def start_ray_cluster(num_cpus: int):
         initialize_head=True,
         head_node_args={
             "num_cpus": num_cpus,
-            "node_ip_address": LOOPBACK,  # test traffic stays on loopback
             "gcs_server_port": free_port(),
             "include_dashboard": False,
         },

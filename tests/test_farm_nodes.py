@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures_farm import LOOPBACK, start_ray_cluster
+from tests.fixtures_farm import start_ray_cluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 def test_jobs_of_a_lost_node_rerun_on_a_node_that_joins(farm):
     cluster = start_ray_cluster(num_cpus=0)
     try:
-        first = cluster.add_node(num_cpus=2, num_gpus=1, node_ip_address=LOOPBACK)
+        first = cluster.add_node(num_cpus=2, num_gpus=1)
         farm.create_campaign("nodes", 3)  # 3 jobs: two surely run at once
         run = farm.start_run("--campaign", "nodes", "--retry-backoff", "0.5", "--gpus-per-job", "0.5",
                              address=cluster.address, lease_ttl=600)
@@ -34,7 +34,7 @@ def test_jobs_of_a_lost_node_rerun_on_a_node_that_joins(farm):
         first_node_id = first.node_id[:12]
         assert all(first_node_id in j["lease_node"] for j in running)
         cluster.remove_node(first, allow_graceful=False)
-        second = cluster.add_node(num_cpus=2, num_gpus=1, node_ip_address=LOOPBACK)
+        second = cluster.add_node(num_cpus=2, num_gpus=1)
         summary = farm.finish(run)
     finally:
         cluster.shutdown()
