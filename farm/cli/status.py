@@ -6,7 +6,7 @@ job's cost, the live workers and the latest failures. It reads only the document
 (``campaign_progress``, ``campaign_eta``, ``hourly_throughput``, ``active_workers``,
 ``job_failures``), so what it shows is what SQL shows. ``campaign_progress`` sums per-campaign
 count deltas, so the overview answers in milliseconds on millions of jobs; ``campaign_eta`` scans
-the remaining jobs (about a second per few million).
+the remaining jobs (about 5 s for the full 5M-job space on PostgreSQL on 2 cores).
 """
 
 from __future__ import annotations

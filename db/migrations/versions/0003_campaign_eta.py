@@ -11,7 +11,9 @@ mistaken for one about to finish. The rate is calibrated on the jobs finished in
 calibration over every finished job (training seconds per unit of cost).
 
 Unlike ``campaign_progress`` this view reads the pending and running jobs themselves (a scan of
-the backlog joined to its cells), so it costs about a second per few million remaining jobs.
+the backlog joined to its cells): measured 4.7-5.2 s for the full 5,083,488-job campaign on
+PostgreSQL on a 2-core VM, milliseconds for campaigns of thousands of jobs. Keeping the cost in
+``job_counts``' deltas would make it instant; that is future work.
 """
 
 from __future__ import annotations
