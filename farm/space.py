@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from farm.hashing import INPUT_LABEL, OUTPUT_LABEL, hash_arrays, hash_cells
+from farm.procpool import pool_that_closes
 
 NUM_OPS = 3
 # The limits the original space uses, and the largest space in which SPEC c.5 verified that equal
@@ -251,9 +252,13 @@ def _hashed_classes(
         return
     # Small chunks keep the ordered merge flowing and the progress bar honest.
     chunks = list(_chunks(classes, target_cells=max(500, total // (workers * 40))))
-    # fork: the children only need this module's functions and the chunks (no re-import cost).
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    with multiprocessing.get_context(method).Pool(workers) as pool:
+    # Not fork: a caller with threads (Ray, torch, a gRPC client) can be forked while one of
+    # them holds a lock, leaving a child deadlocked; if the caller also has a Python SIGTERM
+    # handler (Ray drivers do), that child survives the pool's terminate() and joining it hangs
+    # forever. A forkserver (or spawn) child starts from a clean interpreter.
+    methods = multiprocessing.get_all_start_methods()
+    method = "forkserver" if "forkserver" in methods else "spawn"
+    with pool_that_closes(multiprocessing.get_context(method).Pool(workers)) as pool:
         for chunk, results in zip(chunks, pool.imap(_hash_chunk, chunks), strict=True):
             for mc, hashes in zip(chunk, results, strict=True):
                 tick(len(hashes))

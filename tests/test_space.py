@@ -83,6 +83,25 @@ def test_up_to_six_vertices_matches_the_original_run(space6):
     assert enumerate_cells(6, workers=1) == space6  # one process gives the same list
 
 
+def test_worker_processes_end_under_a_caller_that_handles_sigterm():
+    """A caller with a Python SIGTERM handler (a Ray driver has one) must not hang the pool.
+
+    Forked pool workers inherit such a handler and survive the SIGTERM that ``with Pool``
+    sends on exit; the enumeration then never returned (a CI run stalled here for 600 s).
+    """
+    script = (
+        "import signal\n"
+        "signal.signal(signal.SIGTERM, lambda *_: None)\n"
+        "from farm.space import enumerate_cells\n"
+        "print(len(enumerate_cells(6, workers=2)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["64542"]
+
+
 def test_mutating_a_result_does_not_spoil_later_ones():
     first = enumerate_cells(4)
     first[5].labels[1] = 99  # shared within `first`, but never with another result

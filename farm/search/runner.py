@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from farm.api import NASBench
+from farm.procpool import pool_that_closes
 from farm.search import make_algorithm
 from farm.search.harness import RunResult, run_search
 
@@ -72,7 +73,7 @@ def run_many(
                     bar.update(1)
         else:
             context = multiprocessing.get_context("fork")
-            with context.Pool(workers, initializer=_limit_threads) as pool:
+            with pool_that_closes(context.Pool(workers, initializer=_limit_threads)) as pool:
                 for result in pool.imap_unordered(_task, tasks, chunksize=1):
                     results.append(result)
                     if bar is not None:
