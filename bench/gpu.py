@@ -9,6 +9,7 @@ parameters, also the most FLOPs) -- and four ways of running the same training s
     eager-bf16     farm.train's CUDA step: bf16 autocast + channels_last, launched op by op
     graph          farm.fast.graph.TrainStep: the whole step replayed as one CUDA graph
     fused3-graph   the 3 repeats as one FusedNetwork, graph-replayed (figures per repeat)
+    fused3-split-graph  the same with each grouped conv run as one conv per repeat
 
 it measures the step time (CUDA events, warm-up excluded, median of repeated windows), images/s,
 the extrapolated 108- and 4-epoch wall times (16,875 / 625 steps + 3 evaluations of 3 x 9,984
@@ -42,6 +43,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]
 sys.path.insert(0, str(_BENCH_DIR.parent))
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import datetime as dt  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
@@ -59,7 +61,7 @@ import torch.nn.functional as F  # noqa: E402
 from farm.augment import TrainStream  # noqa: E402
 from farm.config import NB101, SMOKE, TrainConfig  # noqa: E402
 from farm.cost import forward_flops, trainable_parameters  # noqa: E402
-from farm.fast.fused import build_fused_network  # noqa: E402
+from farm.fast.fused import build_fused_network, split_grouped_convs  # noqa: E402
 from farm.fast.graph import EvalStep, TrainStep, eval_batch_size  # noqa: E402
 from farm.fast.packing import jobs_per_gpu  # noqa: E402
 from farm.model import build_network  # noqa: E402
@@ -120,7 +122,11 @@ MIX: dict[str, tuple[list[list[int]], list[int], str]] = {
          [0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0]],
         [-1, 0, 2, 1, 2, 0, -2], "90bae9630bfddf8242153c01a2871ad4"),
 }
-MODES = ("eager-bf16", "graph", "fused3-graph", "eager-fp32")
+MODES = ("eager-bf16", "graph", "fused3-split-graph", "eager-fp32", "fused3-graph")
+# Modes that crashed the CUDA context on a card (fused3-graph: cuDNN found no engine for grouped
+# convs on an H200, then an illegal memory access). A dead context fails every later row, so
+# these (and the grouped-fusion check) run last, after the mix and compile rows.
+LAST_MODES = ("fused3-graph",)
 
 
 def make_cell(entry: tuple[list[list[int]], list[int], str]):
@@ -336,6 +342,8 @@ def measure_row(name: str, cell, mode: str, setup: Setup, steps: int | None) -> 
     repeats = 3 if mode.startswith("fused3") else 1
     bf16 = mode != "eager-fp32"
     model = _model(cell, setup, repeats, channels_last=bf16 and setup.cuda)
+    if mode == "fused3-split-graph":
+        split_grouped_convs(model)
     streams = _streams(setup, repeats, seed=len(name))
     if mode.startswith("eager"):
         step = EagerStep(model, setup, streams[0], bf16=bf16)
@@ -379,51 +387,114 @@ def measure_row(name: str, cell, mode: str, setup: Setup, steps: int | None) -> 
 # -- correctness on the device (before any timing) -------------------------------------------------
 
 
-def check_graph_equals_eager(setup: Setup, steps: int = 8) -> dict[str, Any]:
-    """The replayed graph computes what the same step run eagerly computes (fp32, no autocast):
-    same initial weights and batches, ``steps`` updates each, then the largest weight difference
-    relative to the largest weight. cuDNN's TF32 and non-deterministic kernels make it inexact, so
-    "ok" asks for a difference under 5% of how far the weights moved: a graph that replayed stale
-    inputs, a frozen LR or no update at all would differ by about the whole move."""
-    cell = make_cell(CELLS["inception"])
+@contextlib.contextmanager
+def cudnn_numerics(deterministic: bool):
+    """Deterministic: cuDNN's deterministic kernels, no autotuning, no TF32 -- two eager runs of
+    the same step then agree to the bit, so any graph-vs-eager difference is the graph's. Else
+    the defaults the trainers run with (autotuned kernels, TF32 convolutions)."""
+    backends = torch.backends
+    saved = (backends.cudnn.deterministic, backends.cudnn.benchmark, backends.cudnn.allow_tf32,
+             backends.cuda.matmul.allow_tf32)
+    if deterministic:
+        backends.cudnn.deterministic, backends.cudnn.benchmark = True, False
+        backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = False
+    else:
+        backends.cudnn.deterministic, backends.cudnn.benchmark = False, True
+    try:
+        yield
+    finally:
+        (backends.cudnn.deterministic, backends.cudnn.benchmark, backends.cudnn.allow_tf32,
+         backends.cuda.matmul.allow_tf32) = saved
+
+
+def _trajectory(cell, setup: Setup, steps: int, use_graph: bool) -> tuple[list[dict], list[float]]:
+    """The parameters (on the host) and the loss after each of ``steps`` fp32 TrainStep updates."""
+    model = _model(cell, setup, 1, channels_last=setup.cuda)
+    stream = _streams(setup, 1, seed=7)[0]
+    loss_sum = torch.zeros(1, device=setup.device)
+    config = setup.config
+    step = TrainStep(model, _optimizer(model, config), repeats=1, batch_size=config.batch_size,
+                     total_steps=config.total_steps(4), base_lr=config.learning_rate, step=0,
+                     loss_sum=loss_sum, channels_last=setup.cuda, use_graph=use_graph)
     states, losses = [], []
-    for use_graph in (False, True):
-        model = _model(cell, setup, 1, channels_last=setup.cuda)
-        stream = _streams(setup, 1, seed=7)[0]
-        loss_sum = torch.zeros(1, device=setup.device)
-        config = setup.config
-        step = TrainStep(model, _optimizer(model, config), repeats=1, batch_size=config.batch_size,
-                         total_steps=config.total_steps(4), base_lr=config.learning_rate, step=0,
-                         loss_sum=loss_sum, channels_last=setup.cuda, use_graph=use_graph)
-        for _ in range(steps):
-            images, labels = stream.next_batch()
-            step([images], [labels])
-        _sync(setup.device)
+    for _ in range(steps):
+        images, labels = stream.next_batch()
+        step([images], [labels])
+        _sync(setup.device)  # outside the step: the graph itself never syncs
         states.append({k: v.detach().float().cpu() for k, v in model.named_parameters()})
         losses.append(float(loss_sum[0]))
-        del model, step
-    scale = max(t.abs().max().item() for t in states[0].values())
-    difference = max((states[0][k] - states[1][k]).abs().max().item() for k in states[0])
+        loss_sum.zero_()
+    del model, step
+    return states, losses
+
+
+def _divergence(reference: list[dict], other: list[dict], scale: float) -> tuple[list[float], str]:
+    """Per step, the largest weight difference relative to ``scale``; and the parameter that
+    differs most after the last step."""
+    per_step = [max((a[k] - b[k]).abs().max().item() for k in a) / scale
+                for a, b in zip(reference, other, strict=True)]
+    last_ref, last_other = reference[-1], other[-1]
+    worst = max(last_ref, key=lambda k: (last_ref[k] - last_other[k]).abs().max().item())
+    return per_step, worst
+
+
+def check_graph_equals_eager(setup: Setup, steps: int = 8) -> dict[str, Any]:
+    """The replayed graph computes what the same step run eagerly computes (fp32, no autocast).
+
+    Same initial weights and batches, ``steps`` updates of the Inception-like cell, run three
+    times (eager, eager again, graph) under two numerics: deterministic cuDNN without TF32, where
+    two eager runs agree to the bit, and the trainers' defaults (autotuned, TF32), where they do
+    not. Per step it records the largest weight difference relative to the largest weight, and
+    names the parameter that differs most. "ok" asks the graph to differ from eager, under
+    deterministic numerics, by no more than 1e-4 of how far the weights moved, or -- if the
+    dynamics amplify even the last bit -- by no more than eager differs from eager under the
+    defaults. A graph that replayed stale inputs, a frozen LR or no update at all differs by about
+    the whole move from the first replayed step on.
+    """
+    cell = make_cell(CELLS["inception"])
     initial = dict(_model(cell, setup, 1, channels_last=False).cpu().named_parameters())
-    moved = max((states[0][k] - initial[k].detach()).abs().max().item() for k in states[0])
-    return {"cell": "check", "mode": "graph == eager", "steps": steps,
-            "max_weight_diff_rel": difference / scale, "max_weight_move_rel": moved / scale,
-            "loss_sum_eager": losses[0], "loss_sum_graph": losses[1],
-            "ok": difference < 0.05 * moved}
+    row: dict[str, Any] = {"cell": "check", "mode": "graph == eager", "steps": steps}
+    for numerics in ("deterministic", "default"):
+        with cudnn_numerics(deterministic=numerics == "deterministic"):
+            eager, eager_losses = _trajectory(cell, setup, steps, use_graph=False)
+            again, _ = _trajectory(cell, setup, steps, use_graph=False)
+            graph, graph_losses = _trajectory(cell, setup, steps, use_graph=True)
+        scale = max(t.abs().max().item() for t in eager[-1].values())
+        moved = max((eager[-1][k] - initial[k].detach()).abs().max().item() for k in initial) / scale
+        eager_diff, _ = _divergence(eager, again, scale)
+        graph_diff, worst = _divergence(eager, graph, scale)
+        row[numerics] = {
+            "weight_move_rel": moved,
+            "eager_vs_eager_rel": eager_diff,
+            "graph_vs_eager_rel": graph_diff,
+            "graph_worst_parameter": worst,
+            "loss_eager": eager_losses,
+            "loss_graph": graph_losses,
+        }
+    deterministic, default = row["deterministic"], row["default"]
+    allowed = max(1e-4 * deterministic["weight_move_rel"], default["eager_vs_eager_rel"][-1])
+    row["ok"] = deterministic["graph_vs_eager_rel"][-1] <= allowed
+    return row
 
 
-def check_trainers_learn(setup: Setup, epochs: int, config: TrainConfig, *, judge: bool) -> dict[str, Any]:
-    """farm.train, train_fast and train_repeats_fused on the synthetic set: the fast trainers run
-    end to end on this device and learn like the faithful one."""
+def _synthetic_data():
     import tempfile
 
     from farm.data import load_cifar10, write_synthetic_cifar10
+
+    with tempfile.TemporaryDirectory() as root:
+        return load_cifar10(write_synthetic_cifar10(root, images_per_batch=256))
+
+
+def check_trainers_learn(setup: Setup, epochs: int, config: TrainConfig, *, judge: bool) -> dict[str, Any]:
+    """farm.train, train_fast and train_repeats_fused (split convs: see LAST_MODES for the grouped
+    ones) on the synthetic set: the fast trainers run end to end on this device and learn like the
+    faithful one."""
     from farm.fast.trainer import train_fast, train_repeats_fused
     from farm.train import TrainJob, train
 
     cell = make_cell(CELLS["inception"])
-    with tempfile.TemporaryDirectory() as root:
-        data = load_cifar10(write_synthetic_cifar10(root, images_per_batch=256))
+    data = _synthetic_data()
     device = str(setup.device)
     jobs = [TrainJob(cell, epochs, repeat=r, config=config) for r in range(3)]
     what = f"{config.name} profile, {epochs} epochs, synthetic data: final validation accuracy"
@@ -433,7 +504,7 @@ def check_trainers_learn(setup: Setup, epochs: int, config: TrainConfig, *, judg
     t1 = time.perf_counter()
     result["train_fast"] = train_fast(jobs[0], data, device=device).metrics["final_validation_accuracy"]
     t2 = time.perf_counter()
-    fused = train_repeats_fused(jobs, data, device=device)
+    fused = train_repeats_fused(jobs, data, device=device, split_convs=True)
     t3 = time.perf_counter()
     result["train_repeats_fused"] = [r.metrics["final_validation_accuracy"] for r in fused]
     result["seconds"] = {"farm_train": t1 - t0, "train_fast": t2 - t1, "fused_3": t3 - t2}
@@ -441,6 +512,22 @@ def check_trainers_learn(setup: Setup, epochs: int, config: TrainConfig, *, judg
     # Judged only where the profile can learn (not --quick's few steps): 1.5x chance or better.
     result["ok"] = min(result["train_fast"], *result["train_repeats_fused"]) > 1.5 * chance if judge else None
     return result
+
+
+def check_grouped_fusion_learns(
+    setup: Setup, epochs: int, config: TrainConfig, *, judge: bool
+) -> dict[str, Any]:
+    """train_repeats_fused with grouped convs (the kernels that failed on an H200) end to end."""
+    from farm.fast.trainer import train_repeats_fused
+    from farm.train import TrainJob
+
+    jobs = [TrainJob(make_cell(CELLS["inception"]), epochs, repeat=r, config=config) for r in range(3)]
+    t0 = time.perf_counter()
+    fused = train_repeats_fused(jobs, _synthetic_data(), device=str(setup.device))
+    accuracies = [r.metrics["final_validation_accuracy"] for r in fused]
+    return {"cell": "check", "mode": "grouped fusion learns", "train_repeats_fused": accuracies,
+            "seconds": time.perf_counter() - t0,
+            "ok": min(accuracies) > 1.5 / config.num_labels if judge else None}
 
 
 # -- whole-card throughput -----------------------------------------------------------------------
@@ -552,6 +639,17 @@ def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _rounded(value: Any) -> Any:
+    """Floats to 6 significant digits, through nested lists and dicts (for the printed table)."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
 def render_table(rows: list[dict[str, Any]]) -> str:
     header = (f"{'cell':<10} {'mode':<20} {'ms/step':>8} {'img/s':>8} {'108ep min':>9} {'4ep s':>7} "
               f"{'TFLOP/s':>8} {'%peak':>6} {'GiB':>6}  note")
@@ -561,8 +659,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
             lines.append(f"{row['cell']:<10} {row['mode']:<20} {row.get('skipped') or row.get('error')}")
             continue
         if row["cell"] == "check":
-            details = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()
-                       if k not in ("cell", "mode", "seconds", "what")}
+            details = {k: _rounded(v) for k, v in row.items() if k not in ("cell", "mode", "seconds", "what")}
             lines.append(f"{'check':<10} {row['mode']:<20} {json.dumps(details)}")
             continue
         note = ""
@@ -583,6 +680,16 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _check_detail(key: str, value: Any) -> str:
+    if isinstance(value, float):
+        return f"{key} {value:.3g}"
+    if isinstance(value, dict) and "graph_vs_eager_rel" in value:  # graph == eager, one numerics
+        return (f"{key}: graph vs eager {value['graph_vs_eager_rel'][-1]:.3g}, eager vs eager "
+                f"{value['eager_vs_eager_rel'][-1]:.3g}, weights moved {value['weight_move_rel']:.3g} "
+                f"(worst {value['graph_worst_parameter']})")
+    return f"{key} {value}"
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     """The results as the markdown table docs/gpu.md and the README carry (no GPU needed)."""
     lines = [
@@ -599,7 +706,7 @@ def render_markdown(result: dict[str, Any]) -> str:
                          "| | | | | | | |")
             continue
         if row["cell"] == "check":
-            details = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+            details = ", ".join(_check_detail(k, v) for k, v in row.items()
                                 if k not in ("cell", "mode", "seconds", "what"))
             lines.append(f"| check | {row['mode']} | {details} | | | | | | | |")
             continue
@@ -753,14 +860,13 @@ def main(argv: list[str] | None = None) -> int:
         print(render_table(rows[-2:]), flush=True)
         save()
 
-    for name in ["median", "inception", "small", "large"]:
-        if name not in cells:
-            continue
-        cell = make_cell(CELLS[name])
-        for mode in modes:
+    def measure_rows(pairs: list[tuple[str, str]], reserve: float) -> None:
+        for name, mode in pairs:
             if budget.left() < needs.get(name, 15.0 if setup.cuda else 1.0) + reserve:
                 new = [{"cell": name, "mode": mode, "skipped": "budget"}]
             else:
+                cell = make_cell(CELLS[name])
+
                 def measure(c=cell, n=name, m=mode):
                     return measure_row(n, c, m, setup, args.steps)
 
@@ -768,6 +874,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.extend(new)
             save()
             print(render_table(new).splitlines()[-1], flush=True)
+
+    order = [(name, mode) for name in ["median", "inception", "small", "large"] if name in cells
+             for mode in modes]
+    measure_rows([pair for pair in order if pair[1] not in LAST_MODES], reserve)
 
     if not args.no_mix:
         mix_steps = args.mix_steps or (2 if args.quick else 60)
@@ -785,6 +895,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rows.extend(attempt("median", "compiled-eager-bf16", lambda: measure_compile(setup, graph_row)))
         save()
+
+    if not args.no_checks:
+        rows.extend(attempt("check", "grouped fusion learns",
+                            lambda: check_grouped_fusion_learns(setup, 1 if args.quick else 4, learn_config,
+                                                                judge=not args.quick)))
+        save()
+    measure_rows([pair for pair in order if pair[1] in LAST_MODES], 0.0)
 
     print()
     print(f"{card} | torch {torch.__version__} | {budget.used():.0f} s | bf16 peak assumed "

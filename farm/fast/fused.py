@@ -78,6 +78,41 @@ class GroupedConvBnRelu(ConvBnRelu):
         )
 
 
+class SplitGroupConv2d(Conv2d):
+    """A grouped conv computed as one ordinary conv per group, concatenated.
+
+    Same parameter (``[R*C_out, C_in, k, k]``), same result: a drop-in for a grouped conv on a
+    backend whose grouped kernels fail or are slow (cuDNN's autotuner found no engine for some of
+    our grouped shapes on an H200). Under a CUDA graph the R launches cost no host time.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inputs = x.chunk(self.groups, dim=1)
+        weights = self.weight.chunk(self.groups, dim=0)
+        biases = self.bias.chunk(self.groups) if self.bias is not None else [None] * self.groups
+        outputs = [
+            F.conv2d(part, weight, bias, self.stride, self.padding, self.dilation)
+            for part, weight, bias in zip(inputs, weights, biases, strict=True)
+        ]
+        return torch.cat(outputs, dim=1)
+
+
+def split_grouped_convs(model: nn.Module) -> nn.Module:
+    """Replace every grouped conv of ``model`` by a :class:`SplitGroupConv2d` holding the same
+    weight tensor (names, state dict and optimizer state are unchanged). Returns ``model``."""
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.Conv2d) and child.groups > 1 and not isinstance(child, SplitGroupConv2d):
+                split = SplitGroupConv2d(
+                    child.in_channels, child.out_channels, child.kernel_size, stride=child.stride,
+                    padding=child.padding, dilation=child.dilation, groups=child.groups,
+                    bias=child.bias is not None, device="meta",
+                )
+                split.weight, split.bias = child.weight, child.bias  # the same Parameters: no copy
+                setattr(module, name, split)
+    return model
+
+
 class GroupedLinear(nn.Module):
     """R dense layers: ``[N, R*C]`` -> ``[N, R, out]``. Weight ``[R*out, C]``, bias ``[R*out]``
     (repeat r's rows at ``r*out .. (r+1)*out - 1``, i.e. the R nn.Linear tensors stacked)."""

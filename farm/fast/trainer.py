@@ -30,7 +30,13 @@ import torch
 
 from farm import checkpoint as ckpt
 from farm.data import CifarSplits
-from farm.fast.fused import build_fused_network, fuse_state_dicts, split_state_dict, split_tensor
+from farm.fast.fused import (
+    build_fused_network,
+    fuse_state_dicts,
+    split_grouped_convs,
+    split_state_dict,
+    split_tensor,
+)
 from farm.fast.graph import EvalStep, TrainStep, eval_batch_size, loss_dtype
 from farm.optim import TFRMSprop, cosine_by_step_lr
 from farm.train import (
@@ -85,6 +91,7 @@ class _FastRun:
         *,
         use_graph: bool,
         dtype: torch.dtype | None,
+        split_convs: bool = False,
     ) -> None:
         from farm.model import build_network
 
@@ -114,6 +121,8 @@ class _FastRun:
             model = build_network(job.cell, config, generator=generators[0])
         else:
             model = build_fused_network(job.cell, config, generators)
+            if split_convs:
+                split_grouped_convs(model)
         self.trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad) // repeats
         if dtype is not None:
             model = model.to(dtype)
@@ -552,8 +561,12 @@ def train_repeats_fused(
     should_stop: Callable[[], bool] | None = None,
     cuda_graphs: bool = True,
     dtype: torch.dtype | None = None,
+    split_convs: bool = False,
 ) -> list[TrainResult]:
     """Train the repeats of one cell (same cell, epochs, config) as one fused network.
+
+    ``split_convs``: run each grouped conv as one conv per repeat (same weights, same result;
+    for a backend whose grouped kernels fail, see :class:`farm.fast.fused.SplitGroupConv2d`).
 
     ``checkpoint_paths[i]`` and ``on_events[i]`` belong to ``jobs[i]``: each job gets exactly the
     checkpoints and events farm.train would give it. Resumes together when the jobs' checkpoints
@@ -579,7 +592,8 @@ def train_repeats_fused(
                 for job, path, sink in zip(jobs, paths, sinks, strict=True)
             ]
         run = _FastRun(
-            jobs, data, resolved, paths, sinks, should_stop, saved, use_graph=cuda_graphs, dtype=dtype
+            jobs, data, resolved, paths, sinks, should_stop, saved, use_graph=cuda_graphs, dtype=dtype,
+            split_convs=split_convs,
         )
         return run.run()
 
