@@ -540,6 +540,7 @@ def _result_values(result: dict[str, Any]) -> dict[str, Any]:
             value = int(value) if name == "trainable_parameters" else float(value)
         row[name] = value
     known = {"metrics", "evaluations", "resumed_from_step", "resumed_from_epoch", *RESULT_METRICS}
-    extra = {key: value for key, value in result.items() if key not in known}
+    extra = {key: value for key, value in result.items() if key not in known and key != "extra"}
+    extra.update(result.get("extra") or {})  # TrainResult.extra (e.g. the trainer) at the top level
     row["extra"] = json.dumps(extra, default=str) if extra else None
     return row

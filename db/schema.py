@@ -185,7 +185,7 @@ results = sa.Table(
     sa.Column("evaluations", sa.Text),  # JSON list: step 0, halfway, final
     sa.Column("resumed_from_step", sa.BigInteger),
     sa.Column("resumed_from_epoch", sa.Double),
-    sa.Column("extra", sa.Text),  # JSON: any other keys of TrainResult.to_dict()
+    sa.Column("extra", sa.Text),  # JSON: weights_sha256 and TrainResult.extra (trainer, ...)
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Index("ix_results_campaign_id_cell_hash", "campaign_id", "cell_hash"),
     sa.Index("ix_results_created_at", "created_at"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import re
@@ -87,7 +88,10 @@ def test_complete_stores_one_result_and_the_history(db_engine):
     assert queue.set_checkpoint(job.job_id, job.lease_token, "/ckpt/job-1.pt")
     row = queue.job(job.job_id)
     assert (row["progress_step"], row["progress_epoch"], row["lease_node"]) == (40, 2.5, "gpu-node-3")
-    assert queue.complete(job.job_id, job.lease_token, fake_result(job, 0.875))
+    produced = {**fake_result(job, 0.875), "weights_sha256": "ab" * 32, "extra": {"trainer": "fast"}}
+    assert queue.complete(job.job_id, job.lease_token, produced)
+    (extra,) = _rows(db_engine, "SELECT extra FROM results")[0]
+    assert json.loads(extra) == {"weights_sha256": "ab" * 32, "trainer": "fast"}  # one flat object
     # the same lease completing again (an ambiguous commit retried) is fine and writes nothing
     assert queue.complete(job.job_id, job.lease_token, fake_result(job, 0.5))
     results = _rows(db_engine, "SELECT job_id, final_test_accuracy, attempt, evaluations FROM results")
