@@ -28,7 +28,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 import torch
@@ -40,6 +39,7 @@ from farm.config import NB101, TrainConfig
 from farm.data import CifarSplits
 from farm.metrics import RUN_METRICS
 from farm.optim import TFRMSprop, cosine_by_step_lr
+from farm.schedule import ScheduledRun, Stopped, evaluation_schedule, run_metrics
 from farm.spec import Cell
 from farm.train_errors import (
     BadInputError,
@@ -58,22 +58,12 @@ __all__ = [
     "TrainJob",
     "TrainResult",
     "TrainingError",
+    "evaluation_schedule",
     "train",
 ]
 
 POISON_ENV = "NASFARM_POISON_HASHES"
 METRIC_NAMES = RUN_METRICS
-
-
-class Stopped(Exception):
-    """``should_stop()`` became true; the run checkpointed (if it had a path) and stopped."""
-
-    def __init__(self, *, checkpointed: bool, step: int, epoch: float):
-        state = "checkpointed" if checkpointed else "not checkpointed"
-        super().__init__(f"stopped at step {step} (epoch {epoch:.3f}), {state}")
-        self.checkpointed = checkpointed
-        self.step = step
-        self.epoch = epoch
 
 
 @dataclass
@@ -141,32 +131,20 @@ def stream_seed(seed: int, repeat: int, stream: str) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-def state_digest(module: torch.nn.Module) -> str:
+def state_dict_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over a state dict's names and raw tensor bytes: equal digests = identical models."""
     digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
+    for name, tensor in state.items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
-def evaluation_schedule(epochs: int, config: TrainConfig = NB101) -> list[tuple[float, int]]:
-    """(nominal epoch, recorded training steps) of each evaluation, as the original records them.
-
-    The first is (0.0, 0): it runs after the zero-LR first update. Then one per intermediate
-    fraction f at int(f * E * images / batch) steps, and the final one at the total step count.
-    """
-    schedule = [(0.0, 0)]
-    for fraction in (*config.intermediate_evaluations, 1.0):
-        nominal = fraction * epochs
-        schedule.append((float(nominal), config.total_steps(nominal)))
-    return schedule
+def state_digest(module: torch.nn.Module) -> str:
+    return state_dict_digest(module.state_dict())
 
 
-def _fraction(value: float) -> Fraction:
-    return Fraction(value).limit_denominator(1_000_000)
-
-
-class _Run:
+class _Run(ScheduledRun):
     """One training run's state and loop; ``train()`` is the public entry."""
 
     def __init__(
@@ -191,9 +169,8 @@ class _Run:
         # Precision and layout switches (on for CUDA); bench/train_cpu.py flips them to compare.
         self.use_autocast = self.cuda
         self.use_channels_last = self.cuda
-        self.total_steps = config.total_steps(job.epochs)
-        self.steps_per_epoch = Fraction(config.train_images, config.batch_size)
-        self.evaluation_points = self._evaluation_points()
+        self._init_schedule(config, job.epochs)
+        self.checkpointing = checkpoint_path is not None
 
         init = torch.Generator(device="cpu").manual_seed(stream_seed(job.seed, job.repeat, "init"))
         model = build_network(job.cell, config, generator=init)
@@ -236,22 +213,6 @@ class _Run:
         self.resumed_from_step = 0
         self.finished_result: TrainResult | None = None
 
-    # -- schedule --------------------------------------------------------------------------------
-
-    def _evaluation_points(self) -> dict[int, float]:
-        """Global step -> nominal epoch of the evaluations after step 1 (halfway..., final)."""
-        return {steps: epoch for epoch, steps in evaluation_schedule(self.job.epochs, self.config)[1:]}
-
-    def epoch_at(self, step: int) -> float:
-        return float(step / self.steps_per_epoch)
-
-    def _crossed(self, step: int, every_epochs: float) -> bool:
-        """Whether update number ``step`` crossed a multiple of ``every_epochs`` epochs."""
-        if every_epochs <= 0:
-            return False
-        period = self.steps_per_epoch * _fraction(every_epochs)
-        return (step // period) > ((step - 1) // period)
-
     # -- the loop --------------------------------------------------------------------------------
 
     def _autocast(self):
@@ -259,7 +220,8 @@ class _Run:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _train_step(self, lr: float) -> None:
+    def _train_step(self) -> None:
+        lr = cosine_by_step_lr(self.step, self.total_steps, self.config.learning_rate)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         images, labels = self.stream.next_batch()
@@ -283,6 +245,11 @@ class _Run:
             raise NonFiniteLossError(
                 f"non-finite training loss before step {self.step} (epoch {self.epoch_at(self.step):.2f})"
             )
+
+    def _end_epoch(self) -> None:
+        self._emit("epoch", loss=float(self.loss_sum.item()) / max(self.loss_count, 1))
+        self.loss_sum.zero_()
+        self.loss_count = 0
 
     def _emit(self, kind: str, **fields: Any) -> None:
         if self.on_event is not None:
@@ -377,60 +344,13 @@ class _Run:
         self._restore()
         if self.finished_result is not None:
             return self.finished_result
-        config = self.config
-        every = config.checkpoint_every_epochs
-        segment_start = time.perf_counter()
-        while self.step < self.total_steps:
-            if self.should_stop is not None and self.should_stop():
-                self._synchronize()
-                if self.step > 0:
-                    self.training_time += time.perf_counter() - segment_start
-                self._check_finite()
-                checkpointed = self.checkpoint_path is not None
-                if checkpointed:
-                    self._checkpoint()
-                raise Stopped(checkpointed=checkpointed, step=self.step, epoch=self.epoch_at(self.step))
-            self._train_step(cosine_by_step_lr(self.step, self.total_steps, config.learning_rate))
-            self.step += 1
-            step = self.step
-            epoch_end = self._crossed(step, 1.0) or step == self.total_steps
-            checkpoint_due = self.checkpoint_path is not None and self._crossed(step, every)
-            evaluation = step == 1 or step in self.evaluation_points
-            if not (epoch_end or checkpoint_due or evaluation):
-                continue
-            # A sync point: stop the training clock (the zero-LR first step is not counted).
-            self._synchronize()
-            if step > 1:
-                self.training_time += time.perf_counter() - segment_start
-            self._check_finite()
-            if epoch_end:
-                loss = float(self.loss_sum.item()) / max(self.loss_count, 1)
-                self._emit("epoch", loss=loss)
-                self.loss_sum.zero_()
-                self.loss_count = 0
-            if step == 1:
-                self._evaluate(0.0, 0)
-            if step in self.evaluation_points:
-                nominal = self.evaluation_points[step]
-                self._evaluate(nominal, step)
-            if checkpoint_due and step < self.total_steps:
-                self._checkpoint()
-            segment_start = time.perf_counter()
+        self.train_loop()
         return self._finish()
 
     def _finish(self) -> TrainResult:
-        halfway = self._halfway_entry()
-        final = self.evaluations[-1]
-        metrics: dict[str, Any] = {
-            "trainable_parameters": int(self.trainable_parameters),
-            "total_time": self._elapsed(),
-        }
-        for prefix, entry in (("halfway", halfway), ("final", final)):
-            metrics[f"{prefix}_training_time"] = entry["training_time"]
-            for name in ("train", "validation", "test"):
-                metrics[f"{prefix}_{name}_accuracy"] = entry[f"{name}_accuracy"]
         result = TrainResult(
-            metrics={name: metrics[name] for name in METRIC_NAMES},
+            metrics=run_metrics(self.evaluations, self.job.epochs,
+                                trainable_parameters=self.trainable_parameters, total_time=self._elapsed()),
             evaluations=[dict(e) for e in self.evaluations],
             resumed_from_step=self.resumed_from_step,
             resumed_from_epoch=self.epoch_at(self.resumed_from_step),
@@ -443,17 +363,6 @@ class _Run:
             ckpt.save(self.checkpoint_path, self.job.identity(), final_state)
             self._emit("checkpoint", path=self.checkpoint_path, complete=True)
         return result
-
-    def _halfway_entry(self) -> dict[str, Any]:
-        """The evaluation at half the budget (or the first intermediate one if 0.5 is not asked)."""
-        intermediate = self.evaluations[1:-1]
-        if not intermediate:
-            return self.evaluations[-1]
-        half = 0.5 * self.job.epochs
-        for entry in intermediate:
-            if abs(entry["epochs"] - half) < 1e-9:
-                return entry
-        return intermediate[0]
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -527,13 +436,23 @@ def train(
     _check_poison(job)
     resolved = _resolve_device(device)
     _validate(job, data)
-    try:
+
+    def body() -> TrainResult:  # building the run (weights to the device) can run out of memory too
         return _Run(job, data, resolved, checkpoint_path, on_event, should_stop).run()
+
+    return run_guarded(resolved, body)
+
+
+def run_guarded(device: torch.device, body: Callable[[], Any]) -> Any:
+    """``body()``, with an out-of-memory error (of any kind) turned into :class:`OutOfMemoryError`
+    (retryable) after freeing the CUDA cache; training errors and stops pass unchanged."""
+    try:
+        return body()
     except (TrainingError, Stopped):
         raise
     except Exception as exc:
         if _is_oom(exc):
-            if resolved.type == "cuda":
+            if device.type == "cuda":
                 torch.cuda.empty_cache()
-            raise OutOfMemoryError(f"out of memory on {resolved}: {str(exc).splitlines()[0]}") from exc
+            raise OutOfMemoryError(f"out of memory on {device}: {str(exc).splitlines()[0]}") from exc
         raise

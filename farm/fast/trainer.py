@@ -20,10 +20,8 @@ checkpoints, stop requests); between them the step loop only enqueues work.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
-from fractions import Fraction
 from typing import Any
 
 import torch
@@ -39,21 +37,18 @@ from farm.fast.fused import (
 )
 from farm.fast.graph import EvalStep, TrainStep, eval_batch_size, loss_dtype
 from farm.optim import TFRMSprop, cosine_by_step_lr
+from farm.schedule import ScheduledRun, run_metrics
 from farm.train import (
-    METRIC_NAMES,
     BadInputError,
     CheckpointError,
     NonFiniteLossError,
-    OutOfMemoryError,
-    Stopped,
-    TrainingError,
     TrainJob,
     TrainResult,
     _check_poison,
-    _is_oom,
     _resolve_device,
     _validate,
-    evaluation_schedule,
+    run_guarded,
+    state_dict_digest,
     stream_seed,
 )
 
@@ -63,20 +58,7 @@ EventSink = Callable[[dict], None] | None
 EVAL_SPLITS = (("train", "train_eval"), ("validation", "valid"), ("test", "test"))
 
 
-def state_dict_digest(state: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of a state dict, computed as farm.train.state_digest does for a module."""
-    digest = hashlib.sha256()
-    for name, tensor in state.items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _fraction(value: float) -> Fraction:
-    return Fraction(value).limit_denominator(1_000_000)
-
-
-class _FastRun:
+class _FastRun(ScheduledRun):
     """One run of R >= 1 jobs of the same cell, epochs and config (R = 1: the plain network)."""
 
     def __init__(
@@ -107,11 +89,7 @@ class _FastRun:
         self.on_events = list(on_events)
         self.should_stop = should_stop
         self.use_graph = use_graph
-        self.total_steps = config.total_steps(job.epochs)
-        self.steps_per_epoch = Fraction(config.train_images, config.batch_size)
-        self.evaluation_points = {
-            steps: epoch for epoch, steps in evaluation_schedule(job.epochs, config)[1:]
-        }
+        self._init_schedule(config, job.epochs)
 
         generators = [
             torch.Generator(device="cpu").manual_seed(stream_seed(j.seed, j.repeat, "init"))
@@ -174,17 +152,6 @@ class _FastRun:
         self.evaluator: EvalStep | None = None
         self._restore(saved)
 
-    # -- schedule (as farm.train) ------------------------------------------------------------
-
-    def epoch_at(self, step: int) -> float:
-        return float(step / self.steps_per_epoch)
-
-    def _crossed(self, step: int, every_epochs: float) -> bool:
-        if every_epochs <= 0:
-            return False
-        period = self.steps_per_epoch * _fraction(every_epochs)
-        return (step // period) > ((step - 1) // period)
-
     # -- steps -------------------------------------------------------------------------------
 
     def _autocast_dtype(self) -> torch.dtype | None:
@@ -223,6 +190,13 @@ class _FastRun:
                 f"non-finite training loss before step {self.step} (epoch {self.epoch_at(self.step):.2f})"
                 + (f" in repeat(s) {which}" if self.repeats > 1 else "")
             )
+
+    def _end_epoch(self) -> None:
+        losses = (self.loss_sum / max(self.loss_count, 1)).tolist()
+        for r in range(self.repeats):
+            self._emit(r, "epoch", loss=float(losses[r]))
+        self.loss_sum.zero_()
+        self.loss_count = 0
 
     def _emit(self, r: int, kind: str, **fields: Any) -> None:
         sink = self.on_events[r]
@@ -373,78 +347,31 @@ class _FastRun:
     def run(self) -> list[TrainResult]:
         if self.finished is not None:
             return self.finished
-        every = self.config.checkpoint_every_epochs
-        segment_start = time.perf_counter()
-        while self.step < self.total_steps:
-            if self.should_stop is not None and self.should_stop():
-                self._synchronize()
-                if self.step > 0:
-                    self.training_time += time.perf_counter() - segment_start
-                self._check_finite()
-                if self.checkpointing:
-                    self._checkpoint()
-                raise Stopped(checkpointed=self.checkpointing, step=self.step, epoch=self.epoch_at(self.step))
-            self._train_step()
-            self.step += 1
-            step = self.step
-            epoch_end = self._crossed(step, 1.0) or step == self.total_steps
-            checkpoint_due = self.checkpointing and self._crossed(step, every)
-            evaluation = step == 1 or step in self.evaluation_points
-            if not (epoch_end or checkpoint_due or evaluation):
-                continue
-            # A sync point: stop the training clock (the zero-LR first step is not counted).
-            self._synchronize()
-            if step > 1:
-                self.training_time += time.perf_counter() - segment_start
-            self._check_finite()
-            if epoch_end:
-                losses = (self.loss_sum / max(self.loss_count, 1)).tolist()
-                for r in range(self.repeats):
-                    self._emit(r, "epoch", loss=float(losses[r]))
-                self.loss_sum.zero_()
-                self.loss_count = 0
-            if step == 1:
-                self._evaluate(0.0, 0)
-            if step in self.evaluation_points:
-                self._evaluate(self.evaluation_points[step], step)
-            if checkpoint_due and step < self.total_steps:
-                self._checkpoint()
-            segment_start = time.perf_counter()
+        self.train_loop()
         return self._finish()
 
-    def _halfway_entry(self, evaluations: list[dict[str, Any]]) -> dict[str, Any]:
-        intermediate = evaluations[1:-1]
-        if not intermediate:
-            return evaluations[-1]
-        half = 0.5 * self.jobs[0].epochs
-        for entry in intermediate:
-            if abs(entry["epochs"] - half) < 1e-9:
-                return entry
-        return intermediate[0]
+    def _provenance(self) -> dict[str, Any]:
+        """Stored with each result (the results table's ``extra``): which trainer made it. A
+        result without ``trainer`` is farm.train's."""
+        extra: dict[str, Any] = {"trainer": "fast", "cuda_graphs": self.use_graph and self.cuda}
+        if self.repeats > 1:
+            extra["fused_repeats"] = self.repeats
+        return extra
 
     def _finish(self) -> list[TrainResult]:
         models = self._model_states()
         elapsed = self._elapsed()
         results = []
         for r, evaluations in enumerate(self.evaluations):
-            halfway = self._halfway_entry(evaluations)
-            final = evaluations[-1]
-            metrics: dict[str, Any] = {
-                "trainable_parameters": int(self.trainable_parameters),
-                "total_time": elapsed,
-            }
-            for prefix, entry in (("halfway", halfway), ("final", final)):
-                metrics[f"{prefix}_training_time"] = entry["training_time"]
-                for name in ("train", "validation", "test"):
-                    metrics[f"{prefix}_{name}_accuracy"] = entry[f"{name}_accuracy"]
             results.append(
                 TrainResult(
-                    metrics={name: metrics[name] for name in METRIC_NAMES},
+                    metrics=run_metrics(evaluations, self.jobs[0].epochs,
+                                        trainable_parameters=self.trainable_parameters, total_time=elapsed),
                     evaluations=[dict(e) for e in evaluations],
                     resumed_from_step=self.resumed_from_step,
                     resumed_from_epoch=self.epoch_at(self.resumed_from_step),
                     weights_sha256=state_dict_digest(models[r]),
-                    extra={"fused_repeats": self.repeats} if self.repeats > 1 else {},
+                    extra=self._provenance(),
                 )
             )
         for r, path in enumerate(self.checkpoint_paths):
@@ -507,19 +434,6 @@ def _resumable_together(states: Sequence[dict[str, Any] | None]) -> bool:
     return len({int(s["step"]) for s in states}) == 1
 
 
-def _run_guarded(device: torch.device, body: Callable[[], Any]) -> Any:
-    try:
-        return body()
-    except (TrainingError, Stopped):
-        raise
-    except Exception as exc:
-        if _is_oom(exc):
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            raise OutOfMemoryError(f"out of memory on {device}: {str(exc).splitlines()[0]}") from exc
-        raise
-
-
 def train_fast(
     job: TrainJob,
     data: CifarSplits,
@@ -548,7 +462,7 @@ def train_fast(
         )
         return run.run()[0]
 
-    return _run_guarded(resolved, body)
+    return run_guarded(resolved, body)
 
 
 def train_repeats_fused(
@@ -597,4 +511,4 @@ def train_repeats_fused(
         )
         return run.run()
 
-    return _run_guarded(resolved, body)
+    return run_guarded(resolved, body)
