@@ -42,7 +42,7 @@ from scheduler.signals import ImmediateExit, StopRequest
 from workers import storage as ckpt_storage
 from workers.actor import DONE, FAILED, LOST, REFUSED, RELEASED
 from workers.dbretry import GaveUp, retry_db
-from workers.job import JobRunner
+from workers.job import JobRunner, trainer_runner
 
 log = logging.getLogger("nasfarm.run")
 
@@ -58,6 +58,7 @@ class FarmError(RuntimeError):
 class RunSummary:
     campaigns: list[str]
     owner: str
+    cluster: str = ""  # the GCS address of the Ray cluster this run used (joined or started)
     done: int = 0  # results committed by this run's workers
     failed: int = 0  # attempts that ended in an error (retried later or failed for good)
     released: int = 0  # jobs handed back as preempted (no attempt charged)
@@ -110,7 +111,8 @@ class RunOptions:
     poll_interval_s: float = 0.5
     resize_interval_s: float = 2.0
     progress: bool | None = None  # None: a bar when stderr is a terminal
-    job_runner: JobRunner | None = None  # the benchmark's near-zero-work job; None = farm.train
+    trainer: str = "faithful"  # workers.job.TRAINERS
+    job_runner: JobRunner | None = None  # the benchmark's near-zero-work job; None = the trainer
 
 
 def default_owner() -> str:
@@ -133,6 +135,7 @@ def run_campaigns(
     stopping yourself (``stop.request()``).
     """
     opts = RunOptions(**options)
+    trainer_runner(opts.trainer)  # an unknown trainer fails here, not in every worker
     choose_shape(1.0, opts.gpus_per_job, opts.cpus_per_job)  # refuse an impossible shape before Ray starts
     from db.campaigns import get_campaign
     from db.engine import make_engine
@@ -148,6 +151,7 @@ def run_campaigns(
         # After ray.init, which installs its own SIGTERM handler (exit at once) in the driver.
         with stop or StopRequest() as stopping:
             driver = Driver(queue, engine_url, list(campaigns), opts, payload, stopping, on_progress)
+            driver.summary.cluster = cluster.address
             return driver.run()
     finally:
         # Disconnecting also ends this driver's actors (owned by it, not detached) and, for the
@@ -196,6 +200,7 @@ class Driver:
             "retry_backoff_s": opts.retry_backoff_s,
             "cpus": self.shape.cpus,
             "keep_checkpoints": opts.keep_checkpoints,
+            "trainer": opts.trainer,
             "job_runner": opts.job_runner,
         })
         self.heartbeat_s = max(opts.lease_ttl_s / 4.0, 0.05)

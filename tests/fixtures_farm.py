@@ -148,8 +148,10 @@ class Farm:
             "--json",
             *args,
         ]
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        # RAY_ADDRESS only where a test sets it (for --address auto), never from the outside.
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         full_env.pop("RAY_ADDRESS", None)
+        full_env.update(env or {})
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True, env=full_env)
         self.runs.append(process)

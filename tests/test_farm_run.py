@@ -3,6 +3,7 @@ smoke profile on synthetic CIFAR-format data, and real faults (kill -9, SIGTERM,
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -89,6 +90,8 @@ def test_killed_and_terminated_workers_resume_from_their_checkpoints(farm):
 
 
 def test_sigterm_to_run_releases_jobs_and_a_second_run_resumes_them(farm):
+    """The second run uses the fast trainer: it resumes the faithful trainer's checkpoints (one
+    format) and says so in each result's ``extra``."""
     farm.create_campaign("preempt", 2, checkpoint_every_epochs=0.5)
     run = farm.start_run("--campaign", "preempt", *FAST_RETRY)
     (first, *_) = farm.wait(farm.running_with_checkpoint, timeout=90, what="a job with a checkpoint")
@@ -109,11 +112,18 @@ def test_sigterm_to_run_releases_jobs_and_a_second_run_resumes_them(farm):
         assert job["preemptions"] == 1
         assert Path(job["checkpoint_location"]).exists()
 
-    second = farm.finish(farm.start_run("--campaign", "preempt", *FAST_RETRY))
+    second = farm.finish(farm.start_run("--campaign", "preempt", "--trainer", "fast", *FAST_RETRY))
     assert second["returncode"] == 0, second["stderr"][-3000:]
     assert_each_job_done_once(farm)
     results = {r["job_id"]: r for r in farm.results()}
     assert results[first["id"]]["resumed_from_epoch"] >= 0.5
+    rerun = [job_id for job_id, job in jobs.items() if job["status"] == "pending"]
+    assert first["id"] in rerun
+    for job_id in rerun:
+        result = results[job_id]
+        extra = json.loads(result["extra"])
+        assert (extra["trainer"], extra["cuda_graphs"]) == ("fast", False)  # a CPU cluster
+        assert result["final_validation_accuracy"] is not None
     assert starts(farm, first["id"])[-1] >= 0.5
 
 
@@ -127,8 +137,11 @@ def test_kill_9_of_run_jobs_come_back_after_the_lease_ttl(farm):
     run.communicate()
     killed_at = time.monotonic()
 
-    second = farm.finish(farm.start_run("--campaign", "orphans", *FAST_RETRY, lease_ttl=ttl))
+    # The second run joins the cluster as `--address auto` does on a cluster node: via RAY_ADDRESS.
+    second = farm.finish(farm.start_run("--campaign", "orphans", *FAST_RETRY, lease_ttl=ttl, address="auto",
+                                        env={"RAY_ADDRESS": farm.ray_address}))
     assert second["returncode"] == 0, second["stderr"][-3000:]
+    assert second["cluster"] == farm.ray_address  # joined the running cluster, started none
     assert_each_job_done_once(farm)
     # The orphaned leases expired (no heartbeat for the TTL) and were reaped, charging the attempt.
     reaps = {e["job_id"]: e for e in farm.events("reap")}

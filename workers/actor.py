@@ -30,7 +30,14 @@ import ray
 from workers import storage
 from workers.dbretry import retry_db
 from workers.heartbeat import LeaseKeeper
-from workers.job import JobRunner, build_train_job, checkpoint_epoch, describe_error, is_retryable
+from workers.job import (
+    JobRunner,
+    build_train_job,
+    checkpoint_epoch,
+    describe_error,
+    is_retryable,
+    trainer_runner,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,7 @@ class FarmWorker:
         retry_backoff_s: float = 30.0,
         cpus: float = 1.0,
         keep_checkpoints: bool = False,
+        trainer: str = "faithful",
         job_runner: JobRunner | None = None,
     ):
         from db.engine import make_engine
@@ -72,7 +80,7 @@ class FarmWorker:
         self.device = _resolve_device(device)
         self.heartbeat_s = max(lease_ttl_s / 4.0, 0.05)
         self.keep_checkpoints = keep_checkpoints
-        self.job_runner = job_runner
+        self.job_runner = job_runner or trainer_runner(trainer)
         self.pid = os.getpid()
         self.node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}/pid{self.pid}"
         gpu_ids = ray.get_gpu_ids()
@@ -188,8 +196,7 @@ class FarmWorker:
             return self._stop.is_set()
 
         try:
-            runner = self.job_runner or _train
-            result = runner(train_job, self.data, device=self.device, checkpoint_path=location,
+            result = self.job_runner(train_job, self.data, device=self.device, checkpoint_path=location,
                             on_event=keeper.post, should_stop=should_stop)
         except LeaseLost:
             keeper.close(flush=False)
@@ -242,12 +249,6 @@ class FarmWorker:
             "worker_exiting": self._draining,
             **extra,
         }
-
-
-def _train(*args: Any, **kwargs: Any):
-    from farm.train import train
-
-    return train(*args, **kwargs)
 
 
 def _resolve_device(device: str) -> str:

@@ -11,6 +11,30 @@ from typing import Any, Protocol
 
 # The training entry point's shape (farm.train.train); the benchmark injects a near-zero-work one.
 JobRunner = Callable[..., Any]
+# `nasfarm run --trainer`: farm.train's faithful loop, or farm.fast's (same contract, results and
+# checkpoint format; one CUDA-graph replay per step on a GPU).
+TRAINERS = ("faithful", "fast")
+
+
+def trainer_runner(name: str) -> JobRunner:
+    """The training entry point called ``name`` (imported lazily: the driver never loads torch)."""
+    if name == "faithful":
+        return _train_faithful
+    if name == "fast":
+        return _train_fast
+    raise ValueError(f"unknown trainer {name!r}; one of {', '.join(TRAINERS)}")
+
+
+def _train_faithful(*args: Any, **kwargs: Any):
+    from farm.train import train
+
+    return train(*args, **kwargs)
+
+
+def _train_fast(*args: Any, **kwargs: Any):
+    from farm.fast.trainer import train_fast
+
+    return train_fast(*args, **kwargs)
 
 MAX_ERROR_CHARS = 8000
 

@@ -44,6 +44,10 @@ class BadInput(click.ClickException):
 @click.option("--prefetch", type=click.IntRange(min=0), default=1, show_default=True,
               help="Jobs claimed ahead of the idle workers, so no worker waits for the database.")
 @click.option("--keep-checkpoints", is_flag=True, help="Keep each job's checkpoint after its result.")
+@click.option("--trainer", type=click.Choice(["faithful", "fast"]), default="faithful", show_default=True,
+              help="faithful: farm.train, op by op. fast: farm.fast's whole step as one CUDA-graph "
+                   "replay (same results, checkpoints and events; not yet verified on a GPU, see "
+                   "docs/gpu.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("-v", "--verbose", count=True, help="More log lines (-v: workers and pool; -vv: debug).")
 def run_cmd(
@@ -61,6 +65,7 @@ def run_cmd(
     device: str,
     prefetch: int,
     keep_checkpoints: bool,
+    trainer: str,
     as_json: bool,
     verbose: int,
 ) -> None:
@@ -97,6 +102,7 @@ def run_cmd(
             device=device,
             prefetch=prefetch,
             keep_checkpoints=keep_checkpoints,
+            trainer=trainer,
         )
     except (UnknownCampaign, BadDatabaseURL, PoolConfigError) as exc:
         raise BadInput(str(exc)) from None
