@@ -197,7 +197,7 @@ class FarmWorker:
 
         try:
             result = self.job_runner(train_job, self.data, device=self.device, checkpoint_path=location,
-                            on_event=keeper.post, should_stop=should_stop)
+                                     on_event=keeper.post, should_stop=should_stop)
         except LeaseLost:
             keeper.close(flush=False)
             return self._outcome(job, LOST, started_at, resumed_epoch=resumed_epoch)
