@@ -220,8 +220,11 @@ class _Run(ScheduledRun):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _train_step(self) -> None:
-        lr = cosine_by_step_lr(self.step, self.total_steps, self.config.learning_rate)
+    def _train_step(self, lr: float | None = None) -> None:
+        """One update. ``lr``: None = the schedule's for ``self.step`` (the loop); the benches
+        (bench/train_cpu.py, bench/gpu_train_check.py) pass a fixed one."""
+        if lr is None:
+            lr = cosine_by_step_lr(self.step, self.total_steps, self.config.learning_rate)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         images, labels = self.stream.next_batch()

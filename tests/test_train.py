@@ -299,3 +299,18 @@ def test_cli_reports_user_mistakes_in_one_line(tmp_path, synthetic_cifar_dir):
     too_small = runner.invoke(main, ["train", "--matrix", "[[0,1],[0,0]]", "--ops", "input,output",
                                      "--data-dir", str(synthetic_cifar_dir), "--no-download"])
     assert too_small.exit_code == 2 and "needs 40000 train images" in too_small.output
+
+
+def test_cpu_training_bench_drives_the_production_loop_object():
+    """bench/train_cpu.py steps farm.train's run object directly: a change to that object must
+    keep the bench running (a refactor once broke it unnoticed)."""
+    out = subprocess.run(
+        [sys.executable, "bench/train_cpu.py", "--steps", "2", "--warmup", "1", "--batch-size", "16",
+         "--workers", "0", "--threads", "1", "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["timed_steps"] == 2
+    assert result["ours_images_per_s"] > 0 and result["baseline_images_per_s"] > 0
