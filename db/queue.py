@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -186,21 +186,11 @@ class JobQueue:
         params: dict[str, Any] = {"n": n, "owner": owner}
         if self.dialect == "postgresql":
             rows = self._claim_postgresql(params, campaigns)
-            cells = {r["cell_hash"]: (json.loads(r["matrix"]), json.loads(r["ops"])) for r in rows}
-            if rows and not set(self._campaigns) >= {r["campaign_id"] for r in rows}:
-                with read_connection(self.engine) as conn:
-                    self._campaign_info(conn, {r["campaign_id"] for r in rows})
+            cells = self._claimed_cells_postgresql(rows)
         else:
             with self._transaction() as conn:
                 rows = self._claim_sqlite(conn, params, campaigns)
-                if rows:
-                    events = [
-                        {"job_id": r["id"], "attempt": r["attempts"], "owner": owner, "at": r["claimed_at"]}
-                        for r in rows
-                    ]
-                    conn.execute(self._sql(q.CLAIM_EVENTS), events)
-                    cells = self._cells(conn, {r["cell_hash"] for r in rows})
-                    self._campaign_info(conn, {r["campaign_id"] for r in rows})
+                cells = self._log_claims_sqlite(conn, rows, owner)
         if not rows:
             return []
         if campaigns is None:  # RETURNING does not keep the ORDER BY
@@ -208,6 +198,111 @@ class JobQueue:
         else:
             position = {name: i for i, name in enumerate(campaigns)}
             rows.sort(key=lambda r: (position[self._campaigns[r["campaign_id"]][0]], -r["priority"], r["id"]))
+        return self._claimed_jobs(rows, cells)
+
+    @translated
+    def claim_groups(
+        self,
+        n_groups: int,
+        owner: str,
+        *,
+        campaigns: Sequence[str] | None = None,
+        max_group: int = 3,
+    ) -> list[list[ClaimedJob]]:
+        """Lease up to ``n_groups`` groups of jobs that share (campaign, cell, epochs) -- the
+        repeats of a cell, to train together as one fused network.
+
+        Each group's lead is the job :meth:`claim` would take next (same order, same
+        ``campaigns``); with it come up to ``max_group - 1`` other runnable pending jobs of its
+        (campaign, cell, epochs). PostgreSQL skips siblings another claimer holds locked (they
+        are its to claim), never waiting for them. Every job is an ordinary claim (attempt + 1,
+        its own lease token, its own claim event), so heartbeat, complete, fail, release and the
+        reaper keep working job by job. Returns the groups in their leads' claim order, each
+        sorted by ``repeat``; fewer (possibly none) when the queue runs dry. ``max_group=1``
+        claims exactly what ``claim(n_groups, ...)`` would, one job per group.
+        """
+        if max_group < 1:
+            raise ValueError(f"max_group must be at least 1 (jobs per group), not {max_group}")
+        if n_groups <= 0 or (campaigns is not None and not campaigns):
+            return []
+        params: dict[str, Any] = {"owner": owner, "max_group": max_group}
+        if self.dialect == "postgresql":
+            # One autocommitted statement per group (n_groups is small: the idle workers), so a
+            # crash between two leaves each group claimed whole or not at all.
+            groups = self._claim_groups(
+                n_groups,
+                None if campaigns is None else self._campaign_ids(None, campaigns),
+                lambda campaign_filter, extra: self._one(
+                    q.CLAIM_GROUP_POSTGRESQL, {**params, **extra}, campaign_filter=campaign_filter
+                )[0],
+            )
+            cells = self._claimed_cells_postgresql([r for group in groups for r in group])
+        else:
+            with self._transaction() as conn:
+                groups = self._claim_groups(
+                    n_groups,
+                    None if campaigns is None else self._campaign_ids(conn, campaigns),
+                    lambda campaign_filter, extra: conn.execute(
+                        self._sql(q.CLAIM_GROUP_SQLITE, campaign_filter=campaign_filter),
+                        {**params, **extra},
+                    ).mappings().all(),
+                )
+                cells = self._log_claims_sqlite(conn, [r for group in groups for r in group], owner)
+        return [self._claimed_jobs(group, cells) for group in groups]
+
+    @staticmethod
+    def _claim_groups(
+        n_groups: int,
+        campaign_ids: Sequence[int] | None,
+        claim_group: Callable[[str, dict[str, Any]], Sequence[Any]],
+    ) -> list[list[Any]]:
+        """Run ``claim_group(campaign_filter, params)`` until ``n_groups`` groups are claimed or
+        nothing is left; with ``campaign_ids``, one campaign at a time in the order given (as
+        claim() does, each on that campaign's own pending index). Each group sorted by repeat."""
+        filters: list[tuple[str, dict[str, Any]]] = (
+            [("", {})]
+            if campaign_ids is None
+            else [("AND campaign_id = :campaign_id", {"campaign_id": cid}) for cid in campaign_ids]
+        )
+        groups: list[list[Any]] = []
+        for campaign_filter, extra in filters:
+            while len(groups) < n_groups:
+                rows = claim_group(campaign_filter, extra)
+                if not rows:  # no lead left in this campaign (a lead found is always in its group)
+                    break
+                groups.append(sorted(rows, key=lambda r: r["repeat"]))
+        return groups
+
+    def _claimed_cells_postgresql(
+        self, rows: Sequence[Any]
+    ) -> dict[str, tuple[list[list[int]], list[str]]]:
+        """The cells of claimed rows (the PostgreSQL claim statements return matrix and ops with
+        each row); also makes sure their campaigns' names and profiles are cached."""
+        cells = {r["cell_hash"]: (json.loads(r["matrix"]), json.loads(r["ops"])) for r in rows}
+        if rows and not set(self._campaigns) >= {r["campaign_id"] for r in rows}:
+            with read_connection(self.engine) as conn:
+                self._campaign_info(conn, {r["campaign_id"] for r in rows})
+        return cells
+
+    def _log_claims_sqlite(
+        self, conn: sa.Connection, rows: Sequence[Any], owner: str
+    ) -> dict[str, tuple[list[list[int]], list[str]]]:
+        """In the claim's transaction: the claim events of ``rows``, and their cells (campaigns
+        cached too)."""
+        if not rows:
+            return {}
+        events = [
+            {"job_id": r["id"], "attempt": r["attempts"], "owner": owner, "at": r["claimed_at"]}
+            for r in rows
+        ]
+        conn.execute(self._sql(q.CLAIM_EVENTS), events)
+        self._campaign_info(conn, {r["campaign_id"] for r in rows})
+        return self._cells(conn, {r["cell_hash"] for r in rows})
+
+    def _claimed_jobs(
+        self, rows: Sequence[Any], cells: dict[str, tuple[list[list[int]], list[str]]]
+    ) -> list[ClaimedJob]:
+        """ClaimedJobs from claimed rows, in the rows' order (campaigns must be cached)."""
         claimed = []
         for r in rows:
             matrix, ops = cells[r["cell_hash"]]

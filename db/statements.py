@@ -25,26 +25,26 @@ _DIALECT_SNIPPETS = {
 }
 
 # --- claim -------------------------------------------------------------------------------------
-# claim_jobs (PostgreSQL): lock up to :n runnable pending jobs -- best priority first, then the
-# campaign's order (id) -- skipping rows another claimer holds, and lease them in the same
-# statement. The CTE applies LIMIT before the UPDATE (a join UPDATE can lock more rows than asked
-# for); SKIP LOCKED lets concurrent claimers take disjoint rows without waiting for each other.
-# The claim event is logged, and the cells' matrix and ops read, in the same statement: one round
-# trip. {campaign_filter} is empty or "AND campaign_id = :campaign_id".
-CLAIM_JOBS_POSTGRESQL = """
-WITH picked AS (
-    SELECT id FROM jobs
-    WHERE status = 'pending' AND not_before <= {now} {campaign_filter}
-    ORDER BY priority DESC, id
-    LIMIT :n
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE jobs SET
-        status = 'running', attempts = attempts + 1,
-        lease_owner = :owner, lease_token = {new_token}, lease_node = NULL,
-        claimed_at = {now}, heartbeat_at = {now}, finished_at = NULL,
-        progress_step = NULL, progress_epoch = NULL
-    FROM picked WHERE jobs.id = picked.id
+# The claim statements below differ only in which jobs they pick; the lease they write, what they
+# return and (PostgreSQL) the event and cells they add are these shared pieces, so that a grouped
+# claim leases a job exactly as claim() does.
+
+# The lease a claim writes on a job (the SET list of every claim's UPDATE).
+_LEASE_COLUMNS = """
+    status = 'running', attempts = attempts + 1,
+    lease_owner = :owner, lease_token = {new_token}, lease_node = NULL,
+    claimed_at = {now}, heartbeat_at = {now}, finished_at = NULL,
+    progress_step = NULL, progress_epoch = NULL
+"""
+
+# The end of a PostgreSQL claim, after a CTE ``picked`` that locked the ids of the jobs to lease:
+# lease them, log their claim events and read their cells' matrix and ops, in the same statement
+# (one round trip).
+_LEASE_PICKED_POSTGRESQL = (
+    """, claimed AS (
+    UPDATE jobs SET"""
+    + _LEASE_COLUMNS
+    + """    FROM picked WHERE jobs.id = picked.id
     RETURNING jobs.id, jobs.campaign_id, jobs.cell_hash, jobs.epochs, jobs.repeat, jobs.seed,
               jobs.priority, jobs.attempts, jobs.max_attempts, jobs.lease_token,
               jobs.checkpoint_location, jobs.lease_owner, jobs.claimed_at
@@ -55,25 +55,87 @@ WITH picked AS (
 SELECT claimed.*, cells.matrix, cells.ops
 FROM claimed JOIN cells ON cells.hash = claimed.cell_hash
 """
+)
 
-# claim_jobs (SQLite): the same selection and lease. There are no row locks: the caller holds the
-# database's single write lock (BEGIN IMMEDIATE, see db.engine) for this short transaction, so no
-# two claimers can pick the same row. The claim events are inserted by CLAIM_EVENTS next.
-CLAIM_JOBS_SQLITE = """
-UPDATE jobs SET
-    status = 'running', attempts = attempts + 1,
-    lease_owner = :owner, lease_token = {new_token}, lease_node = NULL,
-    claimed_at = {now}, heartbeat_at = {now}, finished_at = NULL,
-    progress_step = NULL, progress_epoch = NULL
-WHERE id IN (
+# The end of a SQLite claim's UPDATE: the same columns as the PostgreSQL claim returns (less the
+# cells, read by the caller; the events are inserted by CLAIM_EVENTS next).
+_CLAIMED_RETURNING_SQLITE = """
+RETURNING id, campaign_id, cell_hash, epochs, repeat, seed, priority, attempts, max_attempts,
+          lease_token, checkpoint_location, lease_owner, claimed_at
+"""
+
+# claim_jobs (PostgreSQL): lock up to :n runnable pending jobs -- best priority first, then the
+# campaign's order (id) -- skipping rows another claimer holds, and lease them in the same
+# statement. The CTE applies LIMIT before the UPDATE (a join UPDATE can lock more rows than asked
+# for); SKIP LOCKED lets concurrent claimers take disjoint rows without waiting for each other.
+# {campaign_filter} is empty or "AND campaign_id = :campaign_id".
+CLAIM_JOBS_POSTGRESQL = (
+    """
+WITH picked AS (
     SELECT id FROM jobs
     WHERE status = 'pending' AND not_before <= {now} {campaign_filter}
     ORDER BY priority DESC, id
     LIMIT :n
+    FOR UPDATE SKIP LOCKED
+)"""
+    + _LEASE_PICKED_POSTGRESQL
 )
-RETURNING id, campaign_id, cell_hash, epochs, repeat, seed, priority, attempts, max_attempts,
-          lease_token, checkpoint_location, lease_owner, claimed_at
-"""
+
+# claim_jobs (SQLite): the same selection and lease. There are no row locks: the caller holds the
+# database's single write lock (BEGIN IMMEDIATE, see db.engine) for this short transaction, so no
+# two claimers can pick the same row. The claim events are inserted by CLAIM_EVENTS next.
+CLAIM_JOBS_SQLITE = (
+    "\nUPDATE jobs SET"
+    + _LEASE_COLUMNS
+    + """WHERE id IN (
+    SELECT id FROM jobs
+    WHERE status = 'pending' AND not_before <= {now} {campaign_filter}
+    ORDER BY priority DESC, id
+    LIMIT :n
+)"""
+    + _CLAIMED_RETURNING_SQLITE
+)
+
+# claim_group: one group of jobs of the same (campaign, cell, epochs) -- the repeats of a cell,
+# which the farm can train together as one fused network. The lead is the job claim_jobs would
+# take next (same order, same {campaign_filter}); the siblings are the other runnable pending jobs
+# of its (campaign_id, cell_hash, epochs), found through the unique index on
+# (campaign_id, cell_hash, epochs, repeat). The lead sorts first so that LIMIT :max_group always
+# keeps it; the rest follow by repeat. MATERIALIZED: the lead is picked (and locked) once, never
+# re-run as the inner side of a join.
+# PostgreSQL locks both with SKIP LOCKED: a sibling another claimer holds is left to it, never
+# waited for. The lead is already locked by this statement when the siblings are read, which
+# does not skip it (a row lock never conflicts with its own transaction); the siblings' FOR UPDATE
+# locks only jobs rows (a CTE has none). SQLite has no row locks: the caller holds the write lock.
+_PICK_GROUP = """
+WITH lead AS MATERIALIZED (
+    SELECT id, campaign_id, cell_hash, epochs FROM jobs
+    WHERE status = 'pending' AND not_before <= {now} {campaign_filter}
+    ORDER BY priority DESC, id
+    LIMIT 1
+    {for_update} {skip_locked}
+), picked AS (
+    SELECT sibling.id FROM lead JOIN jobs AS sibling
+        ON sibling.campaign_id = lead.campaign_id AND sibling.cell_hash = lead.cell_hash
+       AND sibling.epochs = lead.epochs
+    WHERE sibling.status = 'pending' AND sibling.not_before <= {now}
+    ORDER BY sibling.id = lead.id DESC, sibling.repeat
+    LIMIT :max_group
+    {for_update} {skip_locked}
+)"""
+
+# claim_group (PostgreSQL): the group picked and leased, its events logged and its cells read, in
+# one statement like claim_jobs: every job gets its own lease token and claim event.
+CLAIM_GROUP_POSTGRESQL = _PICK_GROUP + _LEASE_PICKED_POSTGRESQL
+
+# claim_group (SQLite): the group picked and leased in one UPDATE; events by CLAIM_EVENTS next.
+CLAIM_GROUP_SQLITE = (
+    _PICK_GROUP
+    + "\nUPDATE jobs SET"
+    + _LEASE_COLUMNS
+    + "WHERE id IN (SELECT id FROM picked)"
+    + _CLAIMED_RETURNING_SQLITE
+)
 
 CLAIM_EVENTS = """
 INSERT INTO job_events (job_id, attempt, kind, owner, status, at)
