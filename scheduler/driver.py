@@ -37,12 +37,21 @@ import ray.exceptions
 from db.errors import DatabaseUnavailable
 from scheduler.cluster import connect
 from scheduler.fleet import Fleet, Worker
-from scheduler.pool import WorkerShape, alive_nodes, choose_shape, pool_target
+from scheduler.placement import CardShare, IdleWorker, assign, no_share, usable_idle
+from scheduler.pool import (
+    AUTO,
+    WorkerShape,
+    alive_nodes,
+    auto_shape,
+    choose_shape,
+    parse_gpus_per_job,
+    pool_target,
+)
 from scheduler.signals import ImmediateExit, StopRequest
 from workers import storage as ckpt_storage
 from workers.actor import DONE, FAILED, LOST, REFUSED, RELEASED
 from workers.dbretry import GaveUp, retry_db
-from workers.job import JobRunner, trainer_runner
+from workers.job import MAX_FUSED_REPEATS, JobRunner, group_runner
 
 log = logging.getLogger("nasfarm.run")
 
@@ -96,7 +105,7 @@ class RunSummary:
 @dataclass
 class RunOptions:
     address: str | None = None
-    gpus_per_job: float = 1.0
+    gpus_per_job: float | str = 1.0  # or "auto": each job's share of a card from its cell's FLOPs
     cpus_per_job: float | None = None
     max_workers: int | None = None
     storage: str | None = None
@@ -135,8 +144,11 @@ def run_campaigns(
     stopping yourself (``stop.request()``).
     """
     opts = RunOptions(**options)
-    trainer_runner(opts.trainer)  # an unknown trainer fails here, not in every worker
-    choose_shape(1.0, opts.gpus_per_job, opts.cpus_per_job)  # refuse an impossible shape before Ray starts
+    group_runner(opts.trainer)  # an unknown trainer fails here, not in every worker
+    # Refuse an impossible shape before Ray starts.
+    opts.gpus_per_job = parse_gpus_per_job(opts.gpus_per_job)
+    if opts.gpus_per_job != AUTO:
+        choose_shape(1.0, opts.gpus_per_job, opts.cpus_per_job)
     from db.campaigns import get_campaign
     from db.engine import make_engine
     from db.queue import JobQueue
@@ -184,13 +196,15 @@ class Driver:
         self.on_progress = on_progress
         self.owner = default_owner()
         self.summary = RunSummary(campaigns=list(campaigns), owner=self.owner)
-        self.buffer: list[Any] = []  # claimed, not yet dispatched (prefetch)
+        # Claimed, not yet dispatched (prefetch): units of one job, or (--trainer fused) of the
+        # repeats of one cell, claimed together to train as one network.
+        self.buffer: list[list[Any]] = []
+        self.grouped = group_runner(opts.trainer) is not None
         self.hand_backs: list[tuple[Any, str]] = []  # dead workers' jobs, while the database is away
         self.started = time.monotonic()
         self.storage_root = ckpt_storage.resolve_storage(opts.storage)
         data_ref = ray.put(payload)  # once; Ray copies it once to each node that runs a worker
-        cluster_gpus = sum(n.resources.get("GPU", 0.0) for n in alive_nodes())
-        self.shape: WorkerShape = choose_shape(cluster_gpus, opts.gpus_per_job, opts.cpus_per_job)
+        self.shape, self.share = self._choose_shape([n.resources for n in alive_nodes()])
         self.fleet = Fleet(self.shape, {
             "engine_url": engine_url,
             "data_payload": data_ref,
@@ -218,6 +232,19 @@ class Driver:
         self.db_down_since: float | None = None
         self.capacity_warned = False
         self.bar = None
+
+    def _choose_shape(
+        self, nodes: list[dict[str, float]]
+    ) -> tuple[WorkerShape, Callable[[list[Any]], float]]:
+        """The worker actors' shape, and each unit's share of its GPU (0: Ray's shape suffices)."""
+        opts = self.opts
+        if opts.gpus_per_job == AUTO:
+            from farm.fast.packing import DEFAULT_RULE
+
+            shape = auto_shape(nodes, DEFAULT_RULE.max_jobs_per_gpu, opts.cpus_per_job)
+            return shape, (CardShare() if shape.uses_gpu else no_share)
+        cluster_gpus = sum(n.get("GPU", 0.0) for n in nodes)
+        return choose_shape(cluster_gpus, float(opts.gpus_per_job), opts.cpus_per_job), no_share
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -298,14 +325,18 @@ class Driver:
         if now >= self.next_beat and self.buffer:
             self.next_beat = now + self.heartbeat_s
             kept = []
-            for job in self.buffer:
-                alive = self._db(lambda j=job: self.queue.heartbeat(j.job_id, j.lease_token),
-                                 "heartbeat (prefetched)", True)
+            for unit in self.buffer:
+                alive = [job for job in unit if self._beat_prefetched(job)]
                 if alive:
-                    kept.append(job)
-                else:
-                    log.warning("prefetched job %d lost its lease", job.job_id)
+                    kept.append(alive)
             self.buffer = kept
+
+    def _beat_prefetched(self, job: Any) -> bool:
+        alive = self._db(lambda: self.queue.heartbeat(job.job_id, job.lease_token),
+                         "heartbeat (prefetched)", True)
+        if not alive:
+            log.warning("prefetched job %d lost its lease", job.job_id)
+        return alive
 
     def _claim(self, now: float) -> None:
         # Claim only for workers that exist (a cluster without capacity should leave the jobs to
@@ -313,27 +344,46 @@ class Driver:
         # to finish then gets a job without a database round trip.
         if now < self.next_claim or not any(w.ready for w in self.fleet.workers.values()):
             return
-        wanted = len(self.fleet.idle()) + self.opts.prefetch - len(self.buffer)
+        # Idle workers on a card too full for even the smallest job do not count (auto packing).
+        usable = usable_idle(self._idle_slots(), self.fleet.load(), smallest_share=self._smallest_share())
+        wanted = usable + self.opts.prefetch - len(self.buffer)
         if wanted <= 0:
             return
-        claimed = self._db(
-            lambda: self.queue.claim(wanted, self.owner, campaigns=self.campaigns or None),
-            "claim", [],
-        )
+        campaigns = self.campaigns or None
+        if self.grouped:
+            claim = lambda: self.queue.claim_groups(  # noqa: E731
+                wanted, self.owner, campaigns=campaigns, max_group=MAX_FUSED_REPEATS)
+        else:
+            claim = lambda: [[job] for job in self.queue.claim(wanted, self.owner, campaigns=campaigns)]  # noqa: E731
+        claimed = self._db(claim, "claim", [])
         self.buffer.extend(claimed)
         if len(claimed) < wanted:
             # The queue is dry (or backing off): ask again after a poll interval, not in a spin.
             self.next_claim = now + self.opts.poll_interval_s
 
+    def _idle_slots(self) -> list[IdleWorker]:
+        return [IdleWorker(worker, worker.device) for worker in self.fleet.idle()]
+
+    def _smallest_share(self) -> float:
+        if self.share is no_share:
+            return 0.0
+        from farm.fast.packing import DEFAULT_RULE
+
+        return 1.0 / DEFAULT_RULE.max_jobs_per_gpu
+
     def _dispatch(self) -> None:
-        for worker in self.fleet.idle():
-            if not self.buffer:
-                return
-            job = self.buffer.pop(0)
-            worker.job = job
-            worker.run_ref = worker.handle.run_job.remote(job)
+        if not self.buffer:
+            return
+        plan = assign(self.buffer, self.share, self._idle_slots(), self.fleet.load())
+        for index, worker in plan:
+            unit = self.buffer[index]
+            worker.jobs = unit
+            worker.share = self.share(unit)
+            worker.run_ref = worker.handle.run_jobs.remote(unit)
             worker.preempt_sent = False
-            self.summary.dispatched += 1
+            self.summary.dispatched += len(unit)
+        started = {index for index, _ in plan}
+        self.buffer = [unit for index, unit in enumerate(self.buffer) if index not in started]
 
     def _finished(self, now: float) -> bool:
         if now < self.next_count:
@@ -384,29 +434,34 @@ class Driver:
         log.info("worker ready: %s (%s)", worker.info["node"], worker.info["device"])
 
     def _on_outcome(self, worker: Worker, ref: Any) -> None:
-        job = worker.job
-        worker.job, worker.run_ref = None, None
+        jobs = worker.jobs
+        worker.jobs, worker.share, worker.run_ref = [], 0.0, None
+        ids = ", ".join(str(job.job_id) for job in jobs)
         try:
-            outcome = ray.get(ref)
+            outcomes = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:
-            # run_job itself raised (it catches training errors, so this is a bug in the worker):
-            # the job is charged an attempt and retried within its budget.
-            log.error("worker %s crashed on job %d: %s", worker.describe(), job.job_id, exc)
-            self._hand_back(job, f"worker error: {exc}")
-            self.summary.failed += 1
+            # run_jobs itself raised (it catches training errors, so this is a bug in the worker):
+            # each job is charged an attempt and retried within its budget.
+            log.error("worker %s crashed on job(s) %s: %s", worker.describe(), ids, exc)
+            for job in jobs:
+                self._hand_back(job, f"worker error: {exc}")
+            self.summary.failed += len(jobs)
             return
         except ray.exceptions.RayError as exc:
             self.summary.worker_deaths += 1
             self.fleet.remove(worker)
             reason = _first_line(exc)
-            log.warning("worker %s died running job %d: %s", worker.describe(), job.job_id, reason)
-            self._hand_back(job, f"worker lost ({worker.describe()}): {reason}")
+            log.warning("worker %s died running job(s) %s: %s", worker.describe(), ids, reason)
+            for job in jobs:
+                self._hand_back(job, f"worker lost ({worker.describe()}): {reason}")
             return
-        self._count(outcome)
-        if worker.last_finished_at is not None and outcome["status"] in (DONE, FAILED):
-            self.summary.idle_gaps_s.append(max(outcome["started_at"] - worker.last_finished_at, 0.0))
-        worker.last_finished_at = outcome["finished_at"]
-        if outcome.get("worker_exiting"):
+        for outcome in outcomes:
+            self._count(outcome)
+        first = outcomes[0]
+        if worker.last_finished_at is not None and first["status"] in (DONE, FAILED):
+            self.summary.idle_gaps_s.append(max(first["started_at"] - worker.last_finished_at, 0.0))
+        worker.last_finished_at = max(outcome["finished_at"] for outcome in outcomes)
+        if any(outcome.get("worker_exiting") for outcome in outcomes):
             log.warning("worker %s is draining (SIGTERM); retiring it", worker.describe())
             self.fleet.remove(worker)
 
@@ -453,10 +508,12 @@ class Driver:
         log.warning("%s: stopping; %d running job(s) checkpoint and go back to pending",
                     self.summary.interrupted, len(busy))
         for worker in busy:
-            worker.handle.preempt.remote(worker.job.job_id)
+            for job in worker.jobs:
+                worker.handle.preempt.remote(job.job_id)
             worker.preempt_sent = True
-        for job in self.buffer:
-            self._release(job)
+        for unit in self.buffer:
+            for job in unit:
+                self._release(job)
         self.buffer.clear()
 
     def _release(self, job: Any) -> None:
@@ -469,17 +526,18 @@ class Driver:
 
     def _close(self, immediate: bool = False) -> None:
         self._close_bar()
-        self.summary.abandoned = len(self.fleet.busy())
+        self.summary.abandoned = sum(len(worker.jobs) for worker in self.fleet.busy())
         for worker in self.fleet.busy():
-            log.warning("job %d still running on %s at exit; its lease will expire",
-                        worker.job.job_id, worker.describe())
+            log.warning("job(s) %s still running on %s at exit; their leases will expire",
+                        ", ".join(str(job.job_id) for job in worker.jobs), worker.describe())
         self.fleet.shutdown()
         if not immediate:
             # Leaving on an error: give back what this driver holds but never started.
             self.db_down_until = 0.0
             self._flush_hand_backs()
-            for job in self.buffer:
-                self._release(job)
+            for unit in self.buffer:
+                for job in unit:
+                    self._release(job)
             self.buffer.clear()
             with contextlib.suppress(GaveUp):  # else keep the last counts seen
                 self.counts = retry_db(lambda: self.queue.counts(self.campaigns or None),

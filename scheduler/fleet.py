@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -26,7 +26,8 @@ class Worker:
     handle: Any  # ray ActorHandle
     ready_ref: Any | None  # ObjectRef of ready() while starting
     info: dict[str, Any] | None = None  # ready()'s answer: pid, node, node_id, device
-    job: Any | None = None  # the ClaimedJob it is running
+    jobs: list[Any] = field(default_factory=list)  # the ClaimedJobs it is running (a fused group: several)
+    share: float = 0.0  # of its GPU, while busy (scheduler.placement; 0 unless --gpus-per-job auto)
     run_ref: Any | None = None
     preempt_sent: bool = False
     last_finished_at: float | None = None  # worker clock, for the idle gap between jobs
@@ -37,7 +38,13 @@ class Worker:
 
     @property
     def busy(self) -> bool:
-        return self.job is not None
+        return bool(self.jobs)
+
+    @property
+    def device(self) -> Any:
+        """What the worker's jobs share capacity on: its node's GPUs, or the worker alone."""
+        gpus = self.info.get("gpus") if self.info else None
+        return (self.info["node_id"], tuple(gpus)) if gpus else ("worker", self.key)
 
     @property
     def node_id(self) -> str | None:
@@ -108,8 +115,15 @@ class Fleet:
     def busy(self) -> list[Worker]:
         return [w for w in self.workers.values() if w.busy]
 
+    def load(self) -> dict[Any, float]:
+        """The summed GPU share of the running jobs, per device."""
+        load: dict[Any, float] = {}
+        for worker in self.busy():
+            load[worker.device] = load.get(worker.device, 0.0) + worker.share
+        return load
+
     def refs(self) -> dict[Any, tuple[str, Worker]]:
-        """Every object ref the driver waits on: ready() of starting workers, run_job() of busy ones."""
+        """Every object ref the driver waits on: ready() of starting workers, run_jobs() of busy ones."""
         refs: dict[Any, tuple[str, Worker]] = {}
         for worker in self.workers.values():
             if worker.ready_ref is not None:

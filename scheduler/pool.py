@@ -74,6 +74,48 @@ def pool_target(
     return total if max_workers is None else min(total, max_workers)
 
 
+# `--gpus-per-job auto`: each job's share of a card comes from its cell's FLOPs (scheduler.placement).
+AUTO = "auto"
+
+
+def parse_gpus_per_job(value: str | float) -> float | str:
+    """``auto`` or a number (the CLI's and RunOptions' form); anything else is a PoolConfigError."""
+    if isinstance(value, str):
+        if value.strip().lower() == AUTO:
+            return AUTO
+        try:
+            value = float(value)
+        except ValueError:
+            raise PoolConfigError(f"--gpus-per-job must be a number or 'auto', got {value!r}") from None
+    choose_shape(1.0, float(value), None)  # the same checks as for a real cluster
+    return float(value)
+
+
+def auto_shape(
+    nodes: Iterable[Mapping[str, float]], jobs_per_gpu: int, cpus_per_job: float | None
+) -> WorkerShape:
+    """The actor shape for ``--gpus-per-job auto``: ``jobs_per_gpu`` workers on every GPU.
+
+    Ray fills one GPU with fractional actors before it moves to the next, so a node whose CPUs
+    hold fewer actors than its GPU slots would leave whole cards without a worker. Unless
+    ``cpus_per_job`` is given, each worker reserves at most 1 CPU and little enough that every
+    GPU node fits all its GPU slots (Ray's CPUs are a scheduling count, not pinned cores). A
+    cluster without GPUs gets CPU workers, as for a fixed fraction.
+    """
+    if jobs_per_gpu < 1:
+        raise PoolConfigError(f"jobs per GPU must be >= 1, got {jobs_per_gpu}")
+    if cpus_per_job is not None and cpus_per_job <= 0:
+        raise PoolConfigError(f"--cpus-per-job must be > 0, got {cpus_per_job:g}")
+    gpu_nodes = [n for n in nodes if n.get("GPU", 0.0) > 0]
+    if not gpu_nodes:
+        return choose_shape(0.0, 1.0, cpus_per_job)
+    cpus = cpus_per_job
+    if cpus is None:
+        fitting = min(n.get("CPU", 0.0) / (n["GPU"] * jobs_per_gpu) for n in gpu_nodes)
+        cpus = max(math.floor(min(fitting, 1.0) * 100) / 100, 0.01)
+    return WorkerShape(gpus=1.0 / jobs_per_gpu, cpus=float(cpus))
+
+
 @dataclass(frozen=True)
 class NodeInfo:
     node_id: str

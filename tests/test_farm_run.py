@@ -165,3 +165,63 @@ def test_cancelling_a_running_job_stops_its_worker_without_writing_a_result(farm
     assert farm.jobs()[0]["status"] == "cancelled"
     assert farm.results() == []
     assert "lease lost" in summary["stderr"]
+
+
+def test_fused_trainer_trains_a_cells_repeats_together_through_a_drain_and_a_cancel(farm):
+    """``--trainer fused``: the 3 repeats of a cell are claimed as one group and trained as one
+    repeat-grouped network on one worker. SIGTERM to that worker checkpoints and releases all
+    three, and they resume together from the same step. Cancelling one repeat of the next group
+    stops that group without a write for the cancelled job; the other two go back uncharged and
+    finish as a group of two."""
+    from db.queue import JobQueue
+
+    hashes = farm.create_campaign("fused", 2, repeats=3, checkpoint_every_epochs=0.5)
+    run = farm.start_run("--campaign", "fused", "--trainer", "fused", "--max-workers", "1", *FAST_RETRY)
+
+    def a_group_with_checkpoints(cell_hash=None):
+        by_cell: dict[str, list] = {}
+        for job in farm.running_with_checkpoint():
+            by_cell.setdefault(job["cell_hash"], []).append(job)
+        return next((jobs for cell, jobs in by_cell.items()
+                     if len(jobs) == 3 and cell_hash in (None, cell)), None)
+
+    drained = farm.wait(a_group_with_checkpoints, timeout=120, what="a cell's 3 repeats with checkpoints")
+    assert len({j["lease_node"] for j in drained}) == 1  # one worker trains the three
+    os.kill(worker_pid(drained[0]), signal.SIGTERM)
+    (other_cell,) = set(hashes) - {drained[0]["cell_hash"]}
+    cancelled_group = farm.wait(lambda: a_group_with_checkpoints(other_cell), timeout=120,
+                                what="the other cell's 3 repeats with checkpoints")
+    cancelled = cancelled_group[1]
+    assert JobQueue(farm.engine).cancel(job_ids=[cancelled["id"]]) == 1
+    summary = farm.finish(run)
+    assert summary["returncode"] == 0, summary["stderr"][-3000:]
+    assert (summary["done"], summary["lost"], summary["worker_deaths"]) == (5, 1, 0), summary
+
+    jobs = {j["id"]: j for j in farm.jobs()}
+    results = {r["job_id"]: r for r in farm.results()}
+    assert jobs[cancelled["id"]]["status"] == "cancelled" and cancelled["id"] not in results
+    assert sorted(results) == sorted(i for i, j in jobs.items() if j["status"] == "done")
+    assert len(results) == 5
+    for job in drained:  # drained: checkpointed and released uncharged, then resumed where it stopped
+        assert jobs[job["id"]]["attempts"] == 1 and jobs[job["id"]]["preemptions"] == 1
+        assert results[job["id"]]["resumed_from_epoch"] >= 0.5
+        assert json.loads(results[job["id"]]["extra"])["fused_repeats"] == 3
+    assert len({results[j["id"]]["resumed_from_step"] for j in drained}) == 1  # together, one step
+    for job in cancelled_group:
+        if job["id"] != cancelled["id"]:  # released uncharged, resumed from an epoch checkpoint
+            assert jobs[job["id"]]["attempts"] == 1 and jobs[job["id"]]["preemptions"] == 1
+            assert results[job["id"]]["resumed_from_epoch"] >= 0.5
+            assert json.loads(results[job["id"]]["extra"])["fused_repeats"] == 2
+    for result in results.values():
+        assert json.loads(result["extra"])["trainer"] == "fast"
+        assert result["final_validation_accuracy"] is not None
+    # Each claim of a cell's jobs took all of its pending repeats in one statement (one database
+    # clock reading): three at first, then the released ones again.
+    for group in (drained, cancelled_group):
+        ids = {j["id"] for j in group}
+        claimed_at: dict[float, set[int]] = {}
+        for event in farm.events("claim"):
+            if event["job_id"] in ids:
+                claimed_at.setdefault(event["at"], set()).add(event["job_id"])
+        again = ids if group is drained else ids - {cancelled["id"]}
+        assert list(claimed_at.values()) == [ids, again]

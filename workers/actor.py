@@ -1,4 +1,5 @@
-"""The worker actor: runs ONE job at a time, from its lease to its result.
+"""The worker actor: runs ONE job at a time (or, for the fused trainer, the repeats of one cell
+trained together), from its lease to its result.
 
 For each job: record the attempt (with the epoch its checkpoint resumes from), start the lease
 keeper thread, train (resuming from the job's checkpoint, checkpointing every epoch to the job's
@@ -10,6 +11,10 @@ and SIGTERM/SIGINT to this process (a node drain, a spot reclaim) make training 
 next step and the job go back to pending as preempted, without charging an attempt. A lost lease
 stops training too (``LeaseLost`` raised out of the loop), but then nothing more is written, not
 even a checkpoint: the job may already be training elsewhere.
+
+A fused group: each job keeps its own lease, keeper thread, checkpoint, events and result; the
+group stops as one (a stop or a failure applies to every job in it). When one job's lease is lost,
+the others go back to pending uncharged and resume from their last epoch checkpoint.
 
 The actor is created by the driver with ``max_restarts=0`` and ``max_task_retries=0``: when it dies,
 the driver hands the job back to the database, which alone decides about retries.
@@ -23,6 +28,7 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -35,6 +41,7 @@ from workers.job import (
     build_train_job,
     checkpoint_epoch,
     describe_error,
+    group_runner,
     is_retryable,
     trainer_runner,
 )
@@ -51,6 +58,17 @@ REFUSED = "refused"  # the worker is draining: job released untouched
 
 class LeaseLost(Exception):
     """Raised through the training loop when the job's lease is gone: stop without any write."""
+
+
+@dataclass
+class _Lease:
+    """A job this worker holds and trains: its lease keeper, checkpoint and where it resumed."""
+
+    job: Any  # db.queue.ClaimedJob
+    train_job: Any  # farm.train.TrainJob
+    location: str
+    resumed_epoch: float
+    keeper: LeaseKeeper
 
 
 class FarmWorker:
@@ -81,6 +99,7 @@ class FarmWorker:
         self.heartbeat_s = max(lease_ttl_s / 4.0, 0.05)
         self.keep_checkpoints = keep_checkpoints
         self.job_runner = job_runner or trainer_runner(trainer)
+        self.group_runner = group_runner(trainer)
         self.pid = os.getpid()
         self.node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}/pid{self.pid}"
         gpu_ids = ray.get_gpu_ids()
@@ -91,7 +110,7 @@ class FarmWorker:
 
             torch.set_num_threads(max(int(cpus), 1))
         self._lock = threading.Lock()
-        self._current: int | None = None  # job id being trained
+        self._current: set[int] = set()  # ids of the jobs being trained (a fused group: several)
         self._stop = threading.Event()  # polled by train() at every step
         self._stop_reason: str | None = None
         self._preempt_before_start: set[int] = set()
@@ -111,7 +130,7 @@ class FarmWorker:
     def _on_signal(self, signum: int, frame: object) -> None:
         with self._lock:
             self._draining = True
-            if self._current is not None:
+            if self._current:
                 self._request_stop("drained")
 
     def _request_stop(self, reason: str) -> None:
@@ -126,47 +145,71 @@ class FarmWorker:
             "node": self.node,
             "node_id": ray.get_runtime_context().get_node_id(),
             "device": self.device,
+            # Which card(s) Ray gave this actor: the driver packs jobs per card (--gpus-per-job auto).
+            "gpus": [str(g) for g in ray.get_gpu_ids()],
         }
 
     @ray.method(concurrency_group="control")
     def preempt(self, job_id: int) -> bool:
         """Checkpoint and release ``job_id`` now (or as soon as it starts). True if it was running."""
         with self._lock:
-            if self._current == job_id:
+            if job_id in self._current:
                 self._request_stop("preempted")
                 return True
             self._preempt_before_start.add(job_id)
             return False
 
-    # -- one job -----------------------------------------------------------------------------------
+    # -- one job, or the repeats of a cell together ---------------------------------------------------
 
-    def run_job(self, job: Any) -> dict[str, Any]:
-        """Train one claimed job (a ``db.queue.ClaimedJob``) and record how it ended."""
+    def run_jobs(self, jobs: list[Any]) -> list[dict[str, Any]]:
+        """Train claimed jobs (``db.queue.ClaimedJob``) and record how each ended, in order.
+
+        One job trains alone. Several are the repeats of one cell, claimed together for the fused
+        trainer: each keeps its own lease, checkpoint, events and result, and they train as one
+        repeat-grouped network (``workers.job.group_runner``).
+        """
         started_at = time.time()
+        ids = {job.job_id for job in jobs}
         with self._lock:
-            refused = self._draining or job.job_id in self._preempt_before_start
-            self._preempt_before_start.discard(job.job_id)
+            refused = self._draining or bool(ids & self._preempt_before_start)
+            self._preempt_before_start -= ids
             if not refused:
-                self._current = job.job_id
+                self._current = ids
                 self._stop.clear()
                 self._stop_reason = None
         if refused:
-            ok = retry_db(lambda: self.queue.release(job.job_id, job.lease_token, reason="preempted"),
-                          what=f"job {job.job_id}: release")
-            return self._outcome(job, REFUSED if self._draining else RELEASED, started_at, released=ok)
+            return [self._refuse(job, started_at) for job in jobs]
         try:
-            return self._run(job, started_at)
+            return self._run(jobs, started_at)
         finally:
             with self._lock:
-                self._current = None
+                self._current = set()
             if self.device.startswith("cuda"):
                 import torch
 
                 torch.cuda.empty_cache()
 
-    def _run(self, job: Any, started_at: float) -> dict[str, Any]:
-        from farm.train import Stopped
+    def _refuse(self, job: Any, started_at: float) -> dict[str, Any]:
+        ok = retry_db(lambda: self.queue.release(job.job_id, job.lease_token, reason="preempted"),
+                      what=f"job {job.job_id}: release")
+        return self._outcome(job, REFUSED if self._draining else RELEASED, started_at, released=ok)
 
+    def _run(self, jobs: list[Any], started_at: float) -> list[dict[str, Any]]:
+        outcomes: dict[int, dict[str, Any]] = {}
+        leases: list[_Lease] = []
+        for job in jobs:
+            began = self._begin(job, started_at)
+            if isinstance(began, _Lease):
+                leases.append(began)
+            else:  # failed or lost before training: the others still train
+                outcomes[job.job_id] = began
+        if leases:
+            for lease, outcome in zip(leases, self._train(leases, started_at), strict=True):
+                outcomes[lease.job.job_id] = outcome
+        return [outcomes[job.job_id] for job in jobs]
+
+    def _begin(self, job: Any, started_at: float) -> _Lease | dict[str, Any]:
+        """Record the attempt and start the job's lease keeper; an outcome if it cannot train."""
         queue, token = self.queue, job.lease_token
         location = job.checkpoint_location or storage.checkpoint_location(self.storage_root, job)
         try:
@@ -185,51 +228,86 @@ class FarmWorker:
         ):
             return self._outcome(job, LOST, started_at)
         storage.prepare_location(location)
-
         keeper = LeaseKeeper(queue, job.job_id, token, interval_s=self.heartbeat_s).start()
+        return _Lease(job, train_job, location, resumed_epoch, keeper)
+
+    def _train(self, leases: list[_Lease], started_at: float) -> list[dict[str, Any]]:
+        from farm.train import Stopped
 
         def should_stop() -> bool:
             # A lost lease must not even checkpoint (the job may already train elsewhere): raise
             # out of the training loop instead of asking it to stop (which would checkpoint).
-            if keeper.lost.is_set():
-                raise LeaseLost(f"job {job.job_id}: lease lost")
+            for lease in leases:
+                if lease.keeper.lost.is_set():
+                    raise LeaseLost(f"job {lease.job.job_id}: lease lost")
             return self._stop.is_set()
 
         try:
-            result = self.job_runner(train_job, self.data, device=self.device, checkpoint_path=location,
-                                     on_event=keeper.post, should_stop=should_stop)
+            if len(leases) == 1:
+                (lease,) = leases
+                results = [self.job_runner(
+                    lease.train_job, self.data, device=self.device, checkpoint_path=lease.location,
+                    on_event=lease.keeper.post, should_stop=should_stop)]
+            else:
+                results = self.group_runner(
+                    [lease.train_job for lease in leases], self.data, device=self.device,
+                    checkpoint_paths=[lease.location for lease in leases],
+                    on_events=[lease.keeper.post for lease in leases], should_stop=should_stop)
         except LeaseLost:
-            keeper.close(flush=False)
-            return self._outcome(job, LOST, started_at, resumed_epoch=resumed_epoch)
+            # Nothing is written for a job whose lease is gone. A repeat trained beside it still
+            # holds its lease: it goes back to pending uncharged, resuming from its last epoch
+            # checkpoint (the one being trained now was never saved).
+            return [self._after_sibling_lost(lease, started_at) for lease in leases]
         except Stopped as stopped:
-            keeper.close(flush=True)
-            if keeper.lost.is_set():
-                return self._outcome(job, LOST, started_at, resumed_epoch=resumed_epoch)
-            ok = retry_db(lambda: queue.release(job.job_id, token, reason="preempted"),
-                          what=f"job {job.job_id}: release")
-            return self._outcome(job, RELEASED, started_at, resumed_epoch=resumed_epoch,
-                                 released=ok, checkpointed=stopped.checkpointed,
-                                 stopped_epoch=stopped.epoch, reason=self._stop_reason)
+            return [self._release(lease, started_at, checkpointed=stopped.checkpointed,
+                                  stopped_epoch=stopped.epoch) for lease in leases]
         except Exception as exc:
-            keeper.close(flush=True)
-            if keeper.lost.is_set():
-                return self._outcome(job, LOST, started_at, resumed_epoch=resumed_epoch)
-            return self._fail(job, exc, started_at, resumed_epoch=resumed_epoch)
+            return [self._failed(lease, exc, started_at) for lease in leases]
+        return [self._complete(lease, result, started_at)
+                for lease, result in zip(leases, results, strict=True)]
 
-        if not keeper.close(flush=True):
-            return self._outcome(job, LOST, started_at, resumed_epoch=resumed_epoch)
+    def _lost(self, lease: _Lease, started_at: float) -> dict[str, Any]:
+        return self._outcome(lease.job, LOST, started_at, resumed_epoch=lease.resumed_epoch)
+
+    def _after_sibling_lost(self, lease: _Lease, started_at: float) -> dict[str, Any]:
+        if lease.keeper.lost.is_set():
+            lease.keeper.close(flush=False)
+            return self._lost(lease, started_at)
+        return self._release(lease, started_at, checkpointed=False, stopped_epoch=None,
+                             reason="a repeat trained with it lost its lease")
+
+    def _release(self, lease: _Lease, started_at: float, *, checkpointed: bool,
+                 stopped_epoch: float | None, reason: str | None = None) -> dict[str, Any]:
+        job = lease.job
+        if not lease.keeper.close(flush=True):
+            return self._lost(lease, started_at)
+        ok = retry_db(lambda: self.queue.release(job.job_id, job.lease_token, reason="preempted"),
+                      what=f"job {job.job_id}: release")
+        return self._outcome(job, RELEASED, started_at, resumed_epoch=lease.resumed_epoch,
+                             released=ok, checkpointed=checkpointed, stopped_epoch=stopped_epoch,
+                             reason=reason or self._stop_reason)
+
+    def _failed(self, lease: _Lease, exc: BaseException, started_at: float) -> dict[str, Any]:
+        if not lease.keeper.close(flush=True):
+            return self._lost(lease, started_at)
+        return self._fail(lease.job, exc, started_at, resumed_epoch=lease.resumed_epoch)
+
+    def _complete(self, lease: _Lease, result: Any, started_at: float) -> dict[str, Any]:
+        job = lease.job
+        if not lease.keeper.close(flush=True):
+            return self._lost(lease, started_at)
         payload = result.to_dict()
-        committed = retry_db(lambda: queue.complete(job.job_id, token, payload),
+        committed = retry_db(lambda: self.queue.complete(job.job_id, job.lease_token, payload),
                              what=f"job {job.job_id}: complete")
         if not committed:
-            return self._outcome(job, LOST, started_at, resumed_epoch=resumed_epoch)
+            return self._lost(lease, started_at)
         if not self.keep_checkpoints:
             try:
-                storage.remove_checkpoint(location)
+                storage.remove_checkpoint(lease.location)
             except OSError as exc:  # the result is safe; a stray file is only disk space
-                log.warning("job %d: could not remove checkpoint %s: %s", job.job_id, location, exc)
-        return self._outcome(job, DONE, started_at, resumed_epoch=resumed_epoch,
-                             heartbeats=keeper.beats)
+                log.warning("job %d: could not remove checkpoint %s: %s", job.job_id, lease.location, exc)
+        return self._outcome(job, DONE, started_at, resumed_epoch=lease.resumed_epoch,
+                             heartbeats=lease.keeper.beats)
 
     def _fail(self, job: Any, exc: BaseException, started_at: float, *, resumed_epoch: float):
         retryable = is_retryable(exc)

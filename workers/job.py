@@ -11,18 +11,35 @@ from typing import Any, Protocol
 
 # The training entry point's shape (farm.train.train); the benchmark injects a near-zero-work one.
 JobRunner = Callable[..., Any]
-# `nasfarm run --trainer`: farm.train's faithful loop, or farm.fast's (same contract, results and
-# checkpoint format; one CUDA-graph replay per step on a GPU).
-TRAINERS = ("faithful", "fast")
+# The entry point for the repeats of one cell trained together (farm.fast.trainer.train_repeats_fused's
+# shape: lists of jobs, checkpoint paths and event sinks; one result per job, in order).
+GroupRunner = Callable[..., list[Any]]
+# `nasfarm run --trainer`: farm.train's faithful loop; farm.fast's (same contract, results and
+# checkpoint format; one CUDA-graph replay per step on a GPU); or "fused": farm.fast with the
+# repeats of a cell claimed together and trained as one repeat-grouped network.
+TRAINERS = ("faithful", "fast", "fused")
+# The most repeats one fused group trains at once (NAS-Bench-101 has 3 per cell and budget).
+MAX_FUSED_REPEATS = 3
 
 
 def trainer_runner(name: str) -> JobRunner:
-    """The training entry point called ``name`` (imported lazily: the driver never loads torch)."""
+    """The one-job entry point of trainer ``name`` (imported lazily: the driver never loads torch).
+
+    For "fused" it is the fast trainer: a group of one (the other repeats were done, running or
+    backing off) trains alone on the same path.
+    """
     if name == "faithful":
         return _train_faithful
-    if name == "fast":
+    if name in ("fast", "fused"):
         return _train_fast
     raise ValueError(f"unknown trainer {name!r}; one of {', '.join(TRAINERS)}")
+
+
+def group_runner(name: str) -> GroupRunner | None:
+    """The entry point that trains several repeats of a cell at once, or None when trainer
+    ``name`` trains one job at a time (and the driver claims jobs one by one)."""
+    trainer_runner(name)  # an unknown name fails here too
+    return _train_fused if name == "fused" else None
 
 
 def _train_faithful(*args: Any, **kwargs: Any):
@@ -35,6 +52,16 @@ def _train_fast(*args: Any, **kwargs: Any):
     from farm.fast.trainer import train_fast
 
     return train_fast(*args, **kwargs)
+
+
+def _train_fused(*args: Any, **kwargs: Any):
+    from farm.fast.trainer import train_repeats_fused
+
+    # Split convs: each repeat's convolutions run as ordinary convs on its slice of the grouped
+    # weight (bit-for-bit the same math, tests/test_fast.py). The grouped-conv kernels crashed the
+    # CUDA context on the H200 we measured (docs/gpu.md); ordinary convs ran there.
+    kwargs.setdefault("split_convs", True)
+    return train_repeats_fused(*args, **kwargs)
 
 MAX_ERROR_CHARS = 8000
 

@@ -22,8 +22,10 @@ class BadInput(click.ClickException):
               help="Database URL (default: $NASFARM_DB, else sqlite:///nasfarm.db).")
 @click.option("--address", default=None, metavar="auto|HOST:PORT|ray://HOST:10001",
               help="Ray cluster to join; default: start a local one for this run.")
-@click.option("--gpus-per-job", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--gpus-per-job", default="1", show_default=True, metavar="N|auto",
               help="GPUs per job; a fraction packs jobs on a card (0.5 = two per GPU); "
+                   "auto: each job's share of a card from its cell's FLOPs (up to 4 small cells "
+                   "per GPU, a large one alone; docs/gpu.md); "
                    "0 or a cluster without GPUs: CPU workers.")
 @click.option("--cpus-per-job", type=click.FloatRange(min=0, min_open=True), default=None,
               help="CPUs per job (default 1); on a cluster without GPUs, one worker per this many CPUs.")
@@ -44,17 +46,19 @@ class BadInput(click.ClickException):
 @click.option("--prefetch", type=click.IntRange(min=0), default=1, show_default=True,
               help="Jobs claimed ahead of the idle workers, so no worker waits for the database.")
 @click.option("--keep-checkpoints", is_flag=True, help="Keep each job's checkpoint after its result.")
-@click.option("--trainer", type=click.Choice(["faithful", "fast"]), default="faithful", show_default=True,
+@click.option("--trainer", type=click.Choice(["faithful", "fast", "fused"]), default="faithful",
+              show_default=True,
               help="faithful: farm.train, op by op. fast: farm.fast's whole step as one CUDA-graph "
-                   "replay (same results, checkpoints and events; not yet verified on a GPU, see "
-                   "docs/gpu.md).")
+                   "replay (same results, checkpoints and events). fused: fast, with the repeats "
+                   "of a cell claimed together and trained as one repeat-grouped network. fast and "
+                   "fused are not yet verified on a GPU, see docs/gpu.md.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("-v", "--verbose", count=True, help="More log lines (-v: workers and pool; -vv: debug).")
 def run_cmd(
     campaigns: tuple[str, ...],
     db_url: str | None,
     address: str | None,
-    gpus_per_job: float,
+    gpus_per_job: str,
     cpus_per_job: float | None,
     max_workers: int | None,
     storage: str | None,

@@ -44,6 +44,11 @@ class PackingRule:
         if bounds != sorted(bounds) or any(jobs < 1 for _, jobs in self.steps) or self.default_jobs < 1:
             raise ValueError("packing steps must ascend in work and give >= 1 job per GPU")
 
+    @property
+    def max_jobs_per_gpu(self) -> int:
+        """The most jobs the rule ever puts on one GPU (the worker actors per GPU it needs)."""
+        return max([jobs for _, jobs in self.steps] + [self.default_jobs])
+
     def jobs_per_gpu(self, work: int) -> int:
         for bound, jobs in self.steps:
             if work < bound:
