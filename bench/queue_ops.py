@@ -5,7 +5,9 @@ Prints, for each database:
   that rate implies (5,083,488 jobs); with --full, the real full-space campaign (enumeration,
   cells with their parameter counts and FLOPs, 5,083,488 jobs) timed end to end;
 - claim+complete cycles/s with 1 and 4 concurrent worker processes (each claims one job, then
-  completes it; the 4-worker figure also with claims of 8), and the speed-up over 1 worker;
+  completes it; the 4-worker figure also with claims of 8, and with claim_groups taking a cell's
+  3 repeats per claim as `nasfarm run --trainer fused` does), and the speed-ups over 1 worker and
+  over single claims;
 - the campaign_progress query time on the 5M-job table (with --full), against the baseline of
   counting the jobs table directly in the same process.
 
@@ -53,7 +55,7 @@ def fake_result(job) -> dict:
     return {"metrics": metrics, "evaluations": [{"epochs": job.epochs}], "resumed_from_step": 0}
 
 
-def worker(url: str, campaign: str, batch: int, durable: bool, start, out) -> None:
+def worker(url: str, campaign: str, batch: int, durable: bool, grouped: bool, start, out) -> None:
     from db.engine import make_engine
     from db.queue import JobQueue
 
@@ -63,7 +65,12 @@ def worker(url: str, campaign: str, batch: int, durable: bool, start, out) -> No
     start.wait()
     done = 0
     while True:
-        jobs = queue.claim(batch, f"bench-{os.getpid()}", campaigns=[campaign])
+        owner = f"bench-{os.getpid()}"
+        if grouped:  # --trainer fused: the repeats of a cell per claim (claims of `batch` groups)
+            groups = queue.claim_groups(batch, owner, campaigns=[campaign], max_group=3)
+            jobs = [job for group in groups for job in group]
+        else:
+            jobs = queue.claim(batch, owner, campaigns=[campaign])
         if not jobs:
             break
         for job in jobs:
@@ -72,11 +79,11 @@ def worker(url: str, campaign: str, batch: int, durable: bool, start, out) -> No
     engine.dispose()
 
 
-def throughput(url: str, campaign: str, processes: int, batch: int, durable: bool) -> float:
+def throughput(url: str, campaign: str, processes: int, batch: int, durable: bool, grouped: bool) -> float:
     context = multiprocessing.get_context("spawn")
     start, out = context.Event(), context.Queue()
     procs = [
-        context.Process(target=worker, args=(url, campaign, batch, durable, start, out))
+        context.Process(target=worker, args=(url, campaign, batch, durable, grouped, start, out))
         for _ in range(processes)
     ]
     for p in procs:
@@ -134,16 +141,20 @@ def bench(url: str, label: str, args, cells) -> None:
           f"~{FULL_SPACE_JOBS / rate:.0f} s  [{load()}]", flush=True)
 
     results = {}
-    runs = [("1 worker", 1, 1, True), ("4 workers", 4, 1, True), ("4 workers, claims of 8", 4, 8, True)]
+    runs = [("1 worker", 1, 1, True, False), ("4 workers", 4, 1, True, False),
+            ("4 workers, claims of 8", 4, 8, True, False),
+            ("4 workers, claim_groups (a cell's 3 repeats per claim)", 4, 1, True, True)]
     if label == "postgresql":  # complete() committed without waiting for the WAL flush
-        runs.append(("4 workers, durable_complete=False", 4, 1, False))
-    for name, processes, batch, durable in runs:
-        campaign = f"tp-{processes}-{batch}-{durable}"
+        runs.append(("4 workers, durable_complete=False", 4, 1, False, False))
+    for name, processes, batch, durable, grouped in runs:
+        campaign = f"tp-{processes}-{batch}-{durable}-{grouped}"
         create_campaign(engine, campaign, cells[-(args.cycles // 12):], profile=SMOKE.to_dict(),
                         order="as-given")
-        results[name] = throughput(url, campaign, processes, batch, durable)
+        results[name] = throughput(url, campaign, processes, batch, durable, grouped)
         print(f"claim+complete, {name}: {results[name]:,.0f} cycles/s  [{load()}]", flush=True)
     print(f"4 workers / 1 worker: {results['4 workers'] / results['1 worker']:.2f}x")
+    grouped_name = runs[3][0]
+    print(f"claim_groups / claim, 4 workers: {results[grouped_name] / results['4 workers']:.2f}x")
 
     with engine.connect() as conn:
         total = conn.execute(sa.text("SELECT SUM(n) FROM job_counts")).scalar_one()

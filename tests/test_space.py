@@ -102,6 +102,16 @@ def test_worker_processes_end_under_a_caller_that_handles_sigterm():
     assert done.stdout.split() == ["64542"]
 
 
+def test_enumeration_from_code_piped_to_python_does_not_hang():
+    """``python3 - <<EOF`` sets ``__main__.__file__ = '<stdin>'``; a forkserver worker that tried
+    to re-run that file died at start and the pool replaced it for ever (found running a snippet
+    this way)."""
+    script = "from farm.space import enumerate_cells\nprint(len(enumerate_cells(6, workers=2)))\n"
+    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["64542"]
+
+
 def test_mutating_a_result_does_not_spoil_later_ones():
     first = enumerate_cells(4)
     first[5].labels[1] = 99  # shared within `first`, but never with another result
