@@ -2,37 +2,40 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from multiprocessing import process
 from multiprocessing.pool import Pool
 
 
 @contextmanager
-def main_without_a_missing_file() -> Iterator[None]:
-    """Start spawn/forkserver workers inside this: they will not try to re-run a ``__main__``
-    whose file does not exist.
+def without_the_callers_main() -> Iterator[None]:
+    """Start spawn/forkserver workers inside this: they will not import the caller's ``__main__``.
 
-    Such a child re-imports its parent's ``__main__`` from ``__main__.__file__`` so that functions
-    defined there can be unpickled. Code piped to ``python3 -`` has ``__file__ == '<stdin>'``: every
-    child then dies at start (FileNotFoundError) and the pool starts another one for ever, a hang.
-    Our pools only run functions of importable modules, so hiding the name while the workers start
-    loses nothing. (``python3 -c`` has no ``__file__``, and a real script's file exists.)
+    Such a child (and the forkserver itself) re-imports its parent's ``__main__`` -- from
+    ``__main__.__file__``, or by name after ``python -m`` -- so that functions defined there can be
+    unpickled. That runs the caller's top-level code again in every worker: a script without an
+    ``if __name__ == "__main__":`` guard enumerates (or trains...) once more per worker, and code
+    piped to ``python3 -`` (``__file__ == '<stdin>'``) makes every child die at start while the
+    pool replaces it for ever, a hang. Our pools run only functions of importable modules, so
+    hiding ``__main__``'s origin while the workers start loses nothing.
     """
     main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    spec = getattr(main, "__spec__", None)
-    base = process.ORIGINAL_DIR or os.getcwd()
-    if main is None or path is None or spec is not None or os.path.isfile(os.path.join(base, path)):
+    if main is None:
         yield
         return
-    del main.__file__
+    spec = getattr(main, "__spec__", None)
+    has_file = hasattr(main, "__file__")
+    path = getattr(main, "__file__", None)
+    main.__spec__ = None  # multiprocessing reads it unconditionally: None, not absent
+    if has_file:
+        del main.__file__
     try:
         yield
     finally:
-        main.__file__ = path
+        main.__spec__ = spec
+        if has_file:
+            main.__file__ = path
 
 
 @contextmanager

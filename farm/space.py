@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from farm.hashing import INPUT_LABEL, OUTPUT_LABEL, hash_arrays, hash_cells
-from farm.procpool import main_without_a_missing_file, pool_that_closes
+from farm.procpool import pool_that_closes, without_the_callers_main
 
 NUM_OPS = 3
 # The limits the original space uses, and the largest space in which SPEC c.5 verified that equal
@@ -258,7 +258,7 @@ def _hashed_classes(
     # forever. A forkserver (or spawn) child starts from a clean interpreter.
     methods = multiprocessing.get_all_start_methods()
     method = "forkserver" if "forkserver" in methods else "spawn"
-    with main_without_a_missing_file():
+    with without_the_callers_main():
         pool = multiprocessing.get_context(method).Pool(workers)
     with pool_that_closes(pool):
         for chunk, results in zip(chunks, pool.imap(_hash_chunk, chunks), strict=True):

@@ -102,14 +102,20 @@ def test_worker_processes_end_under_a_caller_that_handles_sigterm():
     assert done.stdout.split() == ["64542"]
 
 
-def test_enumeration_from_code_piped_to_python_does_not_hang():
-    """``python3 - <<EOF`` sets ``__main__.__file__ = '<stdin>'``; a forkserver worker that tried
-    to re-run that file died at start and the pool replaced it for ever (found running a snippet
-    this way)."""
-    script = "from farm.space import enumerate_cells\nprint(len(enumerate_cells(6, workers=2)))\n"
-    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == ["64542"]
+def test_enumeration_runs_the_callers_main_once_from_a_script_or_a_pipe(tmp_path):
+    """Forkserver workers re-import the caller's ``__main__``. A script without a main guard then
+    ran its top-level code again in every worker, and code piped to ``python3 -`` (whose
+    ``__file__`` is ``'<stdin>'``) made every worker die at start while the pool replaced it for
+    ever (found running a snippet this way)."""
+    script = ("print('top-level code ran')\n"
+              "from farm.space import enumerate_cells\n"
+              "print(len(enumerate_cells(6, workers=2)))\n")
+    path = tmp_path / "unguarded.py"
+    path.write_text(script)
+    for command, stdin in (([sys.executable, str(path)], None), ([sys.executable, "-"], script)):
+        done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.splitlines() == ["top-level code ran", "64542"]
 
 
 def test_mutating_a_result_does_not_spoil_later_ones():
