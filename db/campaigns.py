@@ -103,12 +103,17 @@ class _NewCells:
                 import multiprocessing
                 from concurrent.futures import ProcessPoolExecutor
 
-                # spawn, not fork: a forked child would share this process's database sockets.
-                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-                self._futures = [
-                    self._pool.submit(_cell_copy_chunk, [tuple(c) for c in cells[i : i + _CELL_CHUNK]])
-                    for i in range(0, len(cells), _CELL_CHUNK)
-                ]
+                from farm.procpool import without_the_callers_main
+
+                # spawn, not fork: a forked child would share this process's database sockets. The
+                # child starts (at the first submit) without the caller's __main__, which it would
+                # otherwise run again: a script without a main guard would create its campaign twice.
+                with without_the_callers_main():
+                    self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+                    self._futures = [
+                        self._pool.submit(_cell_copy_chunk, [tuple(c) for c in cells[i : i + _CELL_CHUNK]])
+                        for i in range(0, len(cells), _CELL_CHUNK)
+                    ]
             except (OSError, ImportError):  # no processes here: build them in line
                 self.close()
         if self._pool is None:

@@ -168,3 +168,33 @@ def test_cli_rejects_bad_cells(sqlite_url, tmp_path, monkeypatch, cells_arg, con
     bad_epochs = runner.invoke(main, ["campaign", "create", "c", "--cells", "sample:1", "--epochs", "4,x",
                                       "--db", sqlite_url])
     assert bad_epochs.exit_code == 2 and "--epochs" in bad_epochs.output
+
+
+@pytest.mark.postgres
+def test_a_script_without_a_main_guard_creates_its_campaign_once(pg_url, tmp_path):
+    """On PostgreSQL a large campaign builds its cell rows in a spawned helper process. Spawned
+    children re-run the caller's ``__main__``: an unguarded script failed (BrokenProcessPool)
+    instead of creating its campaign. The threshold is lowered so a few cells take that path."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "print('top-level code ran')\n"
+        "import db.campaigns\n"
+        "from db.engine import make_engine\n"
+        "from farm.config import SMOKE\n"
+        "from tests.fixtures_db import random_cells\n"
+        "db.campaigns.PARALLEL_CELLS_ABOVE = 2\n"
+        f"engine = make_engine({pg_url!r})\n"
+        "from db.migrate import upgrade\n"
+        "upgrade(engine)\n"
+        "made = db.campaigns.create_campaign(engine, 'c', random_cells(5, seed=3), epochs=(4,),\n"
+        "                                    repeats=1, profile=SMOKE.to_dict())\n"
+        "print(made['cells_added'], made['jobs_added'])\n"
+    )
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == ["top-level code ran", "5 5"]
