@@ -69,12 +69,12 @@ def main() -> None:
             cost.trainable_parameters(cell, NB101)
             cost.forward_flops(cell, NB101)
 
-    cost._network_cost.cache_clear()
+    cost._matrix_terms.cache_clear()
     with timed("closed form, cost_from_labels", args.closed_form) as closed:
         for c in sample[: args.closed_form]:
             cost.cost_from_labels(c.matrix, c.labels, NB101)
 
-    cost._network_cost.cache_clear()
+    cost._matrix_terms.cache_clear()
     with timed("closed form, trainable_parameters(Cell)", args.meta) as cell_api:
         for cell in cells[: args.meta]:
             cost.trainable_parameters(cell, NB101)

@@ -108,41 +108,66 @@ def module_cost(
     return params, macs
 
 
-@lru_cache(maxsize=65536)
-def _network_cost(
-    rows: tuple[tuple[int, ...], ...], kernels: tuple[int, ...], config: TrainConfig
-) -> tuple[int, int]:
-    """(parameters, multiply-adds per image) of the whole network; the same sums as
-    :func:`module_cost`, arranged so that each target width's vertex channels are computed once
-    (interior channels depend on c_out only) -- this is what makes >= 20,000 cells/s possible."""
+@lru_cache(maxsize=64)
+def _module_plan(config: TrainConfig) -> tuple[tuple[int, int, int], ...]:
+    return tuple(_stage_plan(config))
+
+
+@lru_cache(maxsize=1 << 17)
+def _matrix_terms(
+    rows: tuple[tuple[int, ...], ...], config: TrainConfig
+) -> tuple[int, int, tuple[tuple[int, int, int], ...]]:
+    """The network's cost split into what the matrix alone fixes and what each vertex's op adds.
+
+    Vertex channels depend on the matrix, not on the ops (SPEC d.3), and a conv of kernel k at
+    vertex t adds ``k*k*c*c + 2*c`` parameters and ``k*k*c*c*size*size`` multiply-adds in every
+    module (c = its channels there). So per matrix: the cost without any conv op, and per interior
+    vertex ``(sum c*c, sum c, sum c*c*size*size)`` over the modules; a cell's cost is then a few
+    products (:func:`_network_cost`). The ~420k cells of the space share far fewer matrices (up to
+    3**5 labelings each), so this is what makes the whole space take seconds.
+    """
     n = len(rows)
     last = n - 1
     stem = config.stem_channels
     params = 9 * IMAGE_CHANNELS * stem + 2 * stem
     macs = 9 * IMAGE_CHANNELS * stem * IMAGE_SIZE * IMAGE_SIZE
-    projected = [t for t in range(1, last) if rows[0][t]]
-    convs = [(t, kernels[t] * kernels[t]) for t in range(1, last) if kernels[t]]
     skip = rows[0][last] if n > 2 else 1  # a 2-vertex cell is one input->output projection
-    per_width: dict[int, tuple[int, int, int]] = {}
-    for c_in, c_out, size in _stage_plan(config):
-        if c_out not in per_width:
-            if n == 2:
-                per_width[c_out] = (0, 0, 0)
-            else:
-                vc = compute_vertex_channels(0, c_out, rows)
-                op_macs = sum(kk * vc[t] * vc[t] for t, kk in convs)
-                per_width[c_out] = (
-                    sum(vc[t] for t in projected),
-                    op_macs + 2 * sum(vc[t] for t, _ in convs),
-                    op_macs,
-                )
-        projected_channels, op_params, op_macs = per_width[c_out]
-        module_macs = c_in * projected_channels + op_macs + skip * c_in * c_out
-        params += module_macs - op_macs + 2 * projected_channels + op_params + skip * 2 * c_out
+    projected = [t for t in range(1, last) if rows[0][t]]
+    sq = [0] * n
+    lin = [0] * n
+    sq_area = [0] * n
+    channels_of_width: dict[int, list[int]] = {}
+    for c_in, c_out, size in _module_plan(config):
+        projected_channels = 0
+        if n > 2:
+            vc = channels_of_width.get(c_out)
+            if vc is None:
+                vc = channels_of_width[c_out] = compute_vertex_channels(0, c_out, rows)
+            projected_channels = sum(vc[t] for t in projected)
+            for t in range(1, last):
+                sq[t] += vc[t] * vc[t]
+                lin[t] += vc[t]
+                sq_area[t] += vc[t] * vc[t] * size * size
+        module_macs = c_in * projected_channels + skip * c_in * c_out
+        params += module_macs + 2 * projected_channels + skip * 2 * c_out
         macs += module_macs * size * size
     head_in = _final_channels(config)
     params += head_in * config.num_labels + config.num_labels  # dense kernel + bias
     macs += head_in * config.num_labels
+    return params, macs, tuple(zip(sq, lin, sq_area, strict=True))
+
+
+def _network_cost(
+    rows: tuple[tuple[int, ...], ...], kernels: tuple[int, ...], config: TrainConfig
+) -> tuple[int, int]:
+    """(parameters, multiply-adds per image) of the whole network: the sums of
+    :func:`module_cost` over the network, from the matrix's cached terms."""
+    params, macs, terms = _matrix_terms(rows, config)
+    for k, (sq, lin, sq_area) in zip(kernels, terms, strict=True):
+        if k:
+            kk = k * k
+            params += kk * sq + 2 * lin
+            macs += kk * sq_area
     return params, macs
 
 
