@@ -204,7 +204,8 @@ class Driver:
         self.started = time.monotonic()
         self.storage_root = ckpt_storage.resolve_storage(opts.storage)
         data_ref = ray.put(payload)  # once; Ray copies it once to each node that runs a worker
-        self.shape, self.share = self._choose_shape([n.resources for n in alive_nodes()])
+        self.shape, self.share, self.smallest_share = self._choose_shape(
+            [n.resources for n in alive_nodes()])
         self.fleet = Fleet(self.shape, {
             "engine_url": engine_url,
             "data_payload": data_ref,
@@ -235,16 +236,19 @@ class Driver:
 
     def _choose_shape(
         self, nodes: list[dict[str, float]]
-    ) -> tuple[WorkerShape, Callable[[list[Any]], float]]:
-        """The worker actors' shape, and each unit's share of its GPU (0: Ray's shape suffices)."""
+    ) -> tuple[WorkerShape, Callable[[list[Any]], float], float]:
+        """The worker actors' shape, each unit's share of its GPU (0: Ray's shape suffices) and
+        the smallest share a unit can have."""
         opts = self.opts
         if opts.gpus_per_job == AUTO:
             from farm.fast.packing import DEFAULT_RULE
 
             shape = auto_shape(nodes, DEFAULT_RULE.max_jobs_per_gpu, opts.cpus_per_job)
-            return shape, (CardShare() if shape.uses_gpu else no_share)
+            if shape.uses_gpu:
+                return shape, CardShare(), 1.0 / DEFAULT_RULE.max_jobs_per_gpu
+            return shape, no_share, 0.0
         cluster_gpus = sum(n.get("GPU", 0.0) for n in nodes)
-        return choose_shape(cluster_gpus, float(opts.gpus_per_job), opts.cpus_per_job), no_share
+        return choose_shape(cluster_gpus, float(opts.gpus_per_job), opts.cpus_per_job), no_share, 0.0
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -345,31 +349,26 @@ class Driver:
         if now < self.next_claim or not any(w.ready for w in self.fleet.workers.values()):
             return
         # Idle workers on a card too full for even the smallest job do not count (auto packing).
-        usable = usable_idle(self._idle_slots(), self.fleet.load(), smallest_share=self._smallest_share())
+        usable = usable_idle(self._idle_slots(), self.fleet.load(), smallest_share=self.smallest_share)
         wanted = usable + self.opts.prefetch - len(self.buffer)
         if wanted <= 0:
             return
-        campaigns = self.campaigns or None
-        if self.grouped:
-            claim = lambda: self.queue.claim_groups(  # noqa: E731
-                wanted, self.owner, campaigns=campaigns, max_group=MAX_FUSED_REPEATS)
-        else:
-            claim = lambda: [[job] for job in self.queue.claim(wanted, self.owner, campaigns=campaigns)]  # noqa: E731
-        claimed = self._db(claim, "claim", [])
+        claimed = self._db(lambda: self._claim_units(wanted), "claim", [])
         self.buffer.extend(claimed)
         if len(claimed) < wanted:
             # The queue is dry (or backing off): ask again after a poll interval, not in a spin.
             self.next_claim = now + self.opts.poll_interval_s
 
+    def _claim_units(self, wanted: int) -> list[list[Any]]:
+        """``wanted`` units: jobs one by one, or (--trainer fused) the repeats of a cell together."""
+        campaigns = self.campaigns or None
+        if self.grouped:
+            return self.queue.claim_groups(wanted, self.owner, campaigns=campaigns,
+                                           max_group=MAX_FUSED_REPEATS)
+        return [[job] for job in self.queue.claim(wanted, self.owner, campaigns=campaigns)]
+
     def _idle_slots(self) -> list[IdleWorker]:
         return [IdleWorker(worker, worker.device) for worker in self.fleet.idle()]
-
-    def _smallest_share(self) -> float:
-        if self.share is no_share:
-            return 0.0
-        from farm.fast.packing import DEFAULT_RULE
-
-        return 1.0 / DEFAULT_RULE.max_jobs_per_gpu
 
     def _dispatch(self) -> None:
         if not self.buffer:
