@@ -23,7 +23,8 @@ MAX_FUSED_REPEATS = 3
 
 
 def trainer_runner(name: str) -> JobRunner:
-    """The one-job entry point of trainer ``name`` (imported lazily: the driver never loads torch).
+    """The one-job entry point of trainer ``name`` (imported lazily: the driver never imports a
+    trainer).
 
     For "fused" it is the fast trainer: a group of one (the other repeats were done, running or
     backing off) trains alone on the same path.
@@ -58,8 +59,9 @@ def _train_fused(*args: Any, **kwargs: Any):
     from farm.fast.trainer import train_repeats_fused
 
     # Split convs: each repeat's convolutions run as ordinary convs on its slice of the grouped
-    # weight (bit-for-bit the same math, tests/test_fast.py). The grouped-conv kernels crashed the
-    # CUDA context on the H200 we measured (docs/gpu.md); ordinary convs ran there.
+    # weight (the same math: equal to the grouped network within 1e-9 in float64, tests/test_fast.py).
+    # The grouped-conv kernels crashed the CUDA context on the H200 we measured (docs/gpu.md);
+    # ordinary convs ran there.
     kwargs.setdefault("split_convs", True)
     return train_repeats_fused(*args, **kwargs)
 
