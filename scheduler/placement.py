@@ -21,6 +21,7 @@ The rule, over claimed units (a job, or the repeats of a cell trained together) 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,6 +30,8 @@ from typing import Any, TypeVar
 _SLACK = 1e-9
 
 Unit = TypeVar("Unit")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,9 +95,16 @@ class CardShare:
             from farm.fast.packing import gpu_fraction
             from farm.spec import Cell
 
-            cell = Cell.from_any(first.matrix, first.ops)
-            macs = forward_flops(cell, TrainConfig.from_dict(first.profile))
-            self._cache[key] = gpu_fraction(macs, repeats=len(unit))
+            try:
+                cell = Cell.from_any(first.matrix, first.ops)
+                macs = forward_flops(cell, TrainConfig.from_dict(first.profile))
+                self._cache[key] = gpu_fraction(macs, repeats=len(unit))
+            except Exception as exc:  # noqa: BLE001 -- never stop the driver over one job
+                # A cell or profile that cannot be read is bad input: the worker fails the job
+                # with that error (workers.job.build_train_job). Until then it gets a card alone.
+                log.warning("job %d: no GPU share from its cell (%s); giving it a whole card",
+                            first.job_id, exc)
+                self._cache[key] = 1.0
         return self._cache[key]
 
 

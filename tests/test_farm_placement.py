@@ -115,6 +115,15 @@ def test_card_share_follows_the_packing_rule_of_the_cell_and_its_repeats():
     assert shares([claimed(chain3x3, "smoke", SMOKE.to_dict())]) == 0.25
 
 
+def test_a_job_whose_cell_cannot_be_read_gets_a_whole_card_instead_of_stopping_the_driver():
+    from farm.spec import Cell
+
+    pool = Cell.from_any([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["input", "maxpool3x3", "output"])
+    broken = SimpleNamespace(**vars(claimed(pool)), job_id=7)
+    broken.ops = ["input", "no-such-op", "output"]
+    assert CardShare()([broken]) == 1.0  # the worker then fails it as bad input
+
+
 # -- a real driver on a node with one (declared) GPU -----------------------------------------------
 
 DRIVER = textwrap.dedent('''
