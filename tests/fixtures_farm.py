@@ -139,7 +139,7 @@ class Farm:
     def start_run(self, *args: str, env: dict[str, str] | None = None, address: str | None = None,
                   lease_ttl: float = 30.0) -> subprocess.Popen:
         command = [
-            sys.executable, "-c", "from farm.cli import main; main()", "run",
+            sys.executable, "-c", "from nasfarm.cli import main; main()", "run",
             "--db", self.db_url,
             "--address", address or self.ray_address,
             "--storage", str(self.storage),

@@ -319,7 +319,7 @@ def test_campaign_export_import_and_compare(db_engine, tmp_path) -> None:
 
     from db.campaigns import create_campaign
     from db.nb101_io import campaign_records
-    from farm.cli import main
+    from nasfarm.cli import main
     from farm.config import SMOKE
     from tests.fixtures_db import random_cells
 

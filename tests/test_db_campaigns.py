@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from db.campaigns import create_campaign, get_campaign, job_seed
-from farm.cli import main
+from nasfarm.cli import main
 from farm.config import SMOKE
 from farm.cost import forward_flops, trainable_parameters
 from tests.fixtures_db import random_cells

@@ -19,7 +19,7 @@ from db.errors import (
     translating,
 )
 from db.queue import JobQueue
-from farm.cli import main
+from nasfarm.cli import main
 from farm.config import NB101, SMOKE
 from tests.fixtures_db import random_cells
 

@@ -13,7 +13,7 @@ from db.errors import SchemaOutdated
 from db.migrate import current_revision, head_revision, require_current, upgrade
 from db.schema import metadata
 from db.views import VIEW_NAMES
-from farm.cli import main
+from nasfarm.cli import main
 
 
 def test_migrations_build_exactly_the_declared_schema(db_url):

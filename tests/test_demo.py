@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from farm.cli import main
+from nasfarm.cli import main
 
 
 def test_demo_offline_without_data_says_how_to_place_it(tmp_path):

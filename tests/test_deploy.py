@@ -12,7 +12,7 @@ import click
 import pytest
 import yaml
 
-from farm.cli import main
+from nasfarm.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

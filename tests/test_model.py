@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from farm import cost
-from farm.cli import main as cli_main
+from nasfarm.cli import main as cli_main
 from farm.config import NB101, SMOKE
 from farm.model import (
     TRUNCATED_NORMAL_STD_CORRECTION,

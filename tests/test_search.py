@@ -109,7 +109,7 @@ def test_regularized_evolution_beats_random_search_over_100_runs(bench) -> None:
 
 
 def test_search_command_writes_traces_and_plot(bench, tmp_path) -> None:
-    from farm.cli import main
+    from nasfarm.cli import main
 
     out = tmp_path / "out"
     result = CliRunner().invoke(main, [

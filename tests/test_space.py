@@ -15,7 +15,7 @@ import networkx as nx
 import pytest
 from click.testing import CliRunner
 
-from farm.cli import main
+from nasfarm.cli import main
 from farm.hashing import hash_cells, module_hash
 from farm.space import (
     EnumeratedCell,
@@ -271,7 +271,7 @@ def test_limits_are_checked():
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     """The real console entry point in a fresh interpreter."""
-    code = "import sys; from farm.cli import main; sys.exit(main())"
+    code = "import sys; from nasfarm.cli import main; sys.exit(main())"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
 
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from db.campaigns import create_campaign
 from db.queue import JobQueue
-from farm.cli import main
+from nasfarm.cli import main
 from farm.config import SMOKE
 from farm.cost import forward_flops
 from tests.fixtures_db import fake_result, random_cells

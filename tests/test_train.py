@@ -132,7 +132,7 @@ def test_kill_9_mid_epoch_then_resume_is_bit_identical(smoke_run, tmp_path, synt
     job, uninterrupted, _, _ = smoke_run
     checkpoint_dir = tmp_path / "ckpt"
     command = [
-        sys.executable, "-c", "from farm.cli import main; main()", "train",
+        sys.executable, "-c", "from nasfarm.cli import main; main()", "train",
         "--matrix", json.dumps(INCEPTION_MATRIX), "--ops", ",".join(INCEPTION_OPS),
         "--epochs", str(EPOCHS), "--profile", "smoke", "--data-dir", str(synthetic_cifar_dir),
         "--checkpoint-dir", str(checkpoint_dir), "--threads", "1", "--no-download",
@@ -286,7 +286,7 @@ def test_out_of_memory_is_typed_and_retryable(synthetic_cifar):
 
 
 def test_cli_reports_user_mistakes_in_one_line(tmp_path, synthetic_cifar_dir):
-    from farm.cli import main
+    from nasfarm.cli import main
 
     runner = CliRunner()
     bad_matrix = runner.invoke(main, ["train", "--matrix", "[[0,1],[1,0]]", "--ops", "input,output",

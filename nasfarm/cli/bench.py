@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from farm.cli.db import BadInput, db_errors, db_option, open_engine
+from nasfarm.cli.db import BadInput, db_errors, db_option, open_engine
 
 
 @click.command("export")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from farm.cli.db import BadInput, db_errors, db_option, open_engine
+from nasfarm.cli.db import BadInput, db_errors, db_option, open_engine
 
 ORDERS = ("shuffled", "cheap-first", "as-given")
 

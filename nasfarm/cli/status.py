@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from farm.cli.db import db_errors, db_option, open_engine
+from nasfarm.cli.db import db_errors, db_option, open_engine
 
 COLUMNS = (
     ("campaign", "campaign", "{}"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from farm.cli.db import BadInput, db_errors, db_option, open_engine
+from nasfarm.cli.db import BadInput, db_errors, db_option, open_engine
 
 
 @click.command("report")

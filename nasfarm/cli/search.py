@@ -24,7 +24,7 @@ def load_bench(source: str, db_url: str | None, seed: int):
         return NASBench(synthetic_table(table_seed), seed=seed, name=f"synthetic:{table_seed}")
     if source.startswith("db:"):
         from db.nb101_io import campaign_records
-        from farm.cli.db import db_errors, open_engine
+        from nasfarm.cli.db import db_errors, open_engine
 
         campaign = source[3:]
         with db_errors():
