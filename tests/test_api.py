@@ -319,8 +319,8 @@ def test_campaign_export_import_and_compare(db_engine, tmp_path) -> None:
 
     from db.campaigns import create_campaign
     from db.nb101_io import campaign_records
-    from nasfarm.cli import main
     from farm.config import SMOKE
+    from nasfarm.cli import main
     from tests.fixtures_db import random_cells
 
     url = db_engine.url.render_as_string(hide_password=False)

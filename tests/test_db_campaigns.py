@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from db.campaigns import create_campaign, get_campaign, job_seed
-from nasfarm.cli import main
 from farm.config import SMOKE
 from farm.cost import forward_flops, trainable_parameters
+from nasfarm.cli import main
 from tests.fixtures_db import random_cells
 
 PROFILE = SMOKE.to_dict()

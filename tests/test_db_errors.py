@@ -19,8 +19,8 @@ from db.errors import (
     translating,
 )
 from db.queue import JobQueue
-from nasfarm.cli import main
 from farm.config import NB101, SMOKE
+from nasfarm.cli import main
 from tests.fixtures_db import random_cells
 
 

@@ -14,7 +14,6 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from farm import cost
-from nasfarm.cli import main as cli_main
 from farm.config import NB101, SMOKE
 from farm.model import (
     TRUNCATED_NORMAL_STD_CORRECTION,
@@ -24,6 +23,7 @@ from farm.model import (
     count_parameters,
 )
 from farm.spec import Cell, cell_from_labels
+from nasfarm.cli import main as cli_main
 from tests.test_cost import (
     CONV3X3_SKIP,
     INCEPTION_README,

@@ -15,7 +15,6 @@ import networkx as nx
 import pytest
 from click.testing import CliRunner
 
-from nasfarm.cli import main
 from farm.hashing import hash_cells, module_hash
 from farm.space import (
     EnumeratedCell,
@@ -27,6 +26,7 @@ from farm.space import (
     sorted_hashes_sha256,
 )
 from farm.spec import Cell, cell_from_labels
+from nasfarm.cli import main
 
 # SPEC c.3: unique hashes per vertex count, per edge count, and the checksums.
 UNIQUE_BY_VERTICES = {2: 1, 3: 6, 4: 84, 5: 2441, 6: 62010, 7: 359082}

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from db.campaigns import create_campaign
 from db.queue import JobQueue
-from nasfarm.cli import main
 from farm.config import SMOKE
 from farm.cost import forward_flops
+from nasfarm.cli import main
 from tests.fixtures_db import fake_result, random_cells
 
 
