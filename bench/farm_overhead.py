@@ -110,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from farm.data import write_synthetic_cifar10
-    from scheduler.driver import run_campaigns
+    from scheduler.driver import RunOptions, run_campaigns
 
     scratch = Path(tempfile.mkdtemp(prefix="nasfarm-bench-"))
     url = args.db or f"sqlite:///{scratch / 'bench.db'}"
@@ -123,11 +123,11 @@ def main() -> None:
 
     farm_name = f"farm-{tag}"
     make_campaign(url, farm_name, args.jobs)
-    summary = run_campaigns(
-        url, [farm_name], address=args.address, cpus_per_job=1, max_workers=args.workers,
+    summary = run_campaigns(url, [farm_name], RunOptions(
+        address=args.address, cpus_per_job=1, max_workers=args.workers,
         storage=str(scratch / "checkpoints"), data_dir=str(data_dir), lease_ttl_s=60.0,
         retry_backoff_s=1.0, progress=False, job_runner=near_zero_job,
-    )
+    ))
     n, span = steady_throughput(url, farm_name)
     rate = n / span
     p50, p99 = summary.idle_gap_percentile(50), summary.idle_gap_percentile(99)

@@ -28,13 +28,14 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import ray
 import ray.exceptions
 
 from db.errors import DatabaseUnavailable
+from db.queue import ClaimedJob, JobQueue
 from scheduler.cluster import connect
 from scheduler.fleet import Fleet, Worker
 from scheduler.placement import CardShare, IdleWorker, assign, no_share, usable_idle
@@ -49,9 +50,10 @@ from scheduler.pool import (
 )
 from scheduler.signals import ImmediateExit, StopRequest
 from workers import storage as ckpt_storage
-from workers.actor import DONE, FAILED, LOST, REFUSED, RELEASED
+from workers.contracts import JobOutcome, JobRunner, TrainerName, WorkerSettings
+from workers.contracts import OutcomeStatus as Status
 from workers.dbretry import GaveUp, retry_db
-from workers.job import MAX_FUSED_REPEATS, JobRunner, group_runner
+from workers.job import MAX_FUSED_REPEATS, group_runner
 
 log = logging.getLogger("nasfarm.run")
 
@@ -102,8 +104,10 @@ class RunSummary:
         return data
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunOptions:
+    """How ``run_campaigns`` works through its campaigns (``nasfarm run``'s options)."""
+
     address: str | None = None
     gpus_per_job: float | str = 1.0  # or "auto": each job's share of a card from its cell's FLOPs
     cpus_per_job: float | None = None
@@ -120,7 +124,7 @@ class RunOptions:
     poll_interval_s: float = 0.5
     resize_interval_s: float = 2.0
     progress: bool | None = None  # None: a bar when stderr is a terminal
-    trainer: str = "faithful"  # workers.job.TRAINERS
+    trainer: TrainerName = TrainerName.FAITHFUL
     job_runner: JobRunner | None = None  # the benchmark's near-zero-work job; None = the trainer
 
 
@@ -131,27 +135,25 @@ def default_owner() -> str:
 def run_campaigns(
     engine_url: str,
     campaigns: Sequence[str] = (),
+    options: RunOptions | None = None,
     *,
     stop: StopRequest | None = None,
     on_progress: Callable[[dict[str, int]], None] | None = None,
-    **options: Any,
 ) -> RunSummary:
     """Work through ``campaigns`` (all campaigns when empty) on a Ray cluster until none of their
     jobs is pending or running (or for ever with ``follow=True``), then return what happened.
 
-    Options are those of :class:`RunOptions` (``address``, ``gpus_per_job``, ``storage``...).
     Installs SIGTERM/SIGINT handlers when called from the main thread; pass ``stop`` to control
     stopping yourself (``stop.request()``).
     """
-    opts = RunOptions(**options)
-    group_runner(opts.trainer)  # an unknown trainer fails here, not in every worker
-    # Refuse an impossible shape before Ray starts.
-    opts.gpus_per_job = parse_gpus_per_job(opts.gpus_per_job)
+    opts = options or RunOptions()
+    # An unknown trainer or an impossible shape fails here, before Ray starts.
+    opts = replace(opts, trainer=TrainerName.parse(opts.trainer),
+                   gpus_per_job=parse_gpus_per_job(opts.gpus_per_job))
     if opts.gpus_per_job != AUTO:
         choose_shape(1.0, opts.gpus_per_job, opts.cpus_per_job)
     from db.campaigns import get_campaign
     from db.engine import make_engine
-    from db.queue import JobQueue
 
     engine = make_engine(engine_url)
     for name in campaigns:
@@ -181,7 +183,7 @@ def _load_payload(opts: RunOptions) -> dict[str, Any]:
 class Driver:
     def __init__(
         self,
-        queue: Any,
+        queue: JobQueue,
         engine_url: str,
         campaigns: list[str],
         opts: RunOptions,
@@ -198,26 +200,25 @@ class Driver:
         self.summary = RunSummary(campaigns=list(campaigns), owner=self.owner)
         # Claimed, not yet dispatched (prefetch): units of one job, or (--trainer fused) of the
         # repeats of one cell, claimed together to train as one network.
-        self.buffer: list[list[Any]] = []
+        self.buffer: list[list[ClaimedJob]] = []
         self.grouped = group_runner(opts.trainer) is not None
-        self.hand_backs: list[tuple[Any, str]] = []  # dead workers' jobs, while the database is away
+        self.hand_backs: list[tuple[ClaimedJob, str]] = []  # dead workers' jobs, while the database is away
         self.started = time.monotonic()
         self.storage_root = ckpt_storage.resolve_storage(opts.storage)
         data_ref = ray.put(payload)  # once; Ray copies it once to each node that runs a worker
         self.shape, self.share, self.smallest_share = self._choose_shape(
             [n.resources for n in alive_nodes()])
-        self.fleet = Fleet(self.shape, {
-            "engine_url": engine_url,
-            "data_payload": data_ref,
-            "storage_root": self.storage_root,
-            "device": opts.device,
-            "lease_ttl_s": opts.lease_ttl_s,
-            "retry_backoff_s": opts.retry_backoff_s,
-            "cpus": self.shape.cpus,
-            "keep_checkpoints": opts.keep_checkpoints,
-            "trainer": opts.trainer,
-            "job_runner": opts.job_runner,
-        })
+        self.fleet = Fleet(self.shape, WorkerSettings(
+            engine_url=engine_url,
+            storage_root=self.storage_root,
+            device=opts.device,
+            lease_ttl_s=opts.lease_ttl_s,
+            retry_backoff_s=opts.retry_backoff_s,
+            cpus=self.shape.cpus,
+            keep_checkpoints=opts.keep_checkpoints,
+            trainer=opts.trainer,
+            job_runner=opts.job_runner,
+        ), data_ref)
         self.heartbeat_s = max(opts.lease_ttl_s / 4.0, 0.05)
         self.reap_every_s = max(opts.lease_ttl_s / 4.0, 1.0)
         self.draining_since: float | None = None
@@ -236,7 +237,7 @@ class Driver:
 
     def _choose_shape(
         self, nodes: list[dict[str, float]]
-    ) -> tuple[WorkerShape, Callable[[list[Any]], float], float]:
+    ) -> tuple[WorkerShape, Callable[[list[ClaimedJob]], float], float]:
         """The worker actors' shape, each unit's share of its GPU (0: Ray's shape suffices) and
         the smallest share a unit can have."""
         opts = self.opts
@@ -335,7 +336,7 @@ class Driver:
                     kept.append(alive)
             self.buffer = kept
 
-    def _beat_prefetched(self, job: Any) -> bool:
+    def _beat_prefetched(self, job: ClaimedJob) -> bool:
         alive = self._db(lambda: self.queue.heartbeat(job.job_id, job.lease_token),
                          "heartbeat (prefetched)", True)
         if not alive:
@@ -359,7 +360,7 @@ class Driver:
             # The queue is dry (or backing off): ask again after a poll interval, not in a spin.
             self.next_claim = now + self.opts.poll_interval_s
 
-    def _claim_units(self, wanted: int) -> list[list[Any]]:
+    def _claim_units(self, wanted: int) -> list[list[ClaimedJob]]:
         """``wanted`` units: jobs one by one, or (--trainer fused) the repeats of a cell together."""
         campaigns = self.campaigns or None
         if self.grouped:
@@ -457,28 +458,28 @@ class Driver:
         for outcome in outcomes:
             self._count(outcome)
         first = outcomes[0]
-        if worker.last_finished_at is not None and first["status"] in (DONE, FAILED):
-            self.summary.idle_gaps_s.append(max(first["started_at"] - worker.last_finished_at, 0.0))
-        worker.last_finished_at = max(outcome["finished_at"] for outcome in outcomes)
-        if any(outcome.get("worker_exiting") for outcome in outcomes):
+        if worker.last_finished_at is not None and first.status in (Status.DONE, Status.FAILED):
+            self.summary.idle_gaps_s.append(max(first.started_at - worker.last_finished_at, 0.0))
+        worker.last_finished_at = max(outcome.finished_at for outcome in outcomes)
+        if any(outcome.worker_exiting for outcome in outcomes):
             log.warning("worker %s is draining (SIGTERM); retiring it", worker.describe())
             self.fleet.remove(worker)
 
-    def _count(self, outcome: dict[str, Any]) -> None:
-        status = outcome["status"]
-        if status == DONE:
+    def _count(self, outcome: JobOutcome) -> None:
+        status = outcome.status
+        if status is Status.DONE:
             self.summary.done += 1
-        elif status == FAILED:
+        elif status is Status.FAILED:
             self.summary.failed += 1
-            log.warning("job %d failed (%s): %s", outcome["job_id"],
-                        "will retry" if outcome.get("retryable") else "final", outcome.get("error"))
-        elif status in (RELEASED, REFUSED):
+            log.warning("job %d failed (%s): %s", outcome.job_id,
+                        "will retry" if outcome.retryable else "final", outcome.error)
+        elif status in (Status.RELEASED, Status.REFUSED):
             self.summary.released += 1
-        elif status == LOST:
+        elif status is Status.LOST:
             self.summary.lost += 1
-            log.warning("job %d: lease lost; its result was not written", outcome["job_id"])
+            log.warning("job %d: lease lost; its result was not written", outcome.job_id)
 
-    def _hand_back(self, job: Any, error: str) -> None:
+    def _hand_back(self, job: ClaimedJob, error: str) -> None:
         """The job's worker is gone: fail this attempt now (retryable) instead of waiting for the TTL.
 
         During a database outage the call is queued and retried by the loop; if the lease expires
@@ -515,7 +516,7 @@ class Driver:
                 self._release(job)
         self.buffer.clear()
 
-    def _release(self, job: Any) -> None:
+    def _release(self, job: ClaimedJob) -> None:
         try:
             if retry_db(lambda: self.queue.release(job.job_id, job.lease_token, reason="preempted"),
                         what=f"job {job.job_id}: release", deadline_s=10.0):

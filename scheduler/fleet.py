@@ -14,8 +14,10 @@ from typing import Any
 
 import ray
 
+from db.queue import ClaimedJob
 from scheduler.pool import WorkerShape
 from workers.actor import ACTOR_OPTIONS, FarmWorker
+from workers.contracts import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ class Worker:
     handle: Any  # ray ActorHandle
     ready_ref: Any | None  # ObjectRef of ready() while starting
     info: dict[str, Any] | None = None  # ready()'s answer: pid, node, node_id, device
-    jobs: list[Any] = field(default_factory=list)  # the ClaimedJobs it is running (a fused group: several)
+    jobs: list[ClaimedJob] = field(default_factory=list)  # what it is running (a fused group: several)
     share: float = 0.0  # of its GPU, while busy (scheduler.placement; 0 unless --gpus-per-job auto)
     run_ref: Any | None = None
     preempt_sent: bool = False
@@ -55,9 +57,10 @@ class Worker:
 
 
 class Fleet:
-    def __init__(self, shape: WorkerShape, actor_kwargs: dict[str, Any]):
+    def __init__(self, shape: WorkerShape, settings: WorkerSettings, data_ref: Any):
         self.shape = shape
-        self.actor_kwargs = actor_kwargs
+        self.settings = settings
+        self.data_ref = data_ref  # a Ray ObjectRef: resolved on the worker as a top-level argument
         self.remote_class = ray.remote(**ACTOR_OPTIONS)(FarmWorker)
         self.workers: dict[int, Worker] = {}
         self._keys = itertools.count(1)
@@ -69,7 +72,7 @@ class Fleet:
     def spawn(self) -> Worker:
         handle = self.remote_class.options(
             num_cpus=self.shape.cpus, num_gpus=self.shape.gpus or None
-        ).remote(**self.actor_kwargs)
+        ).remote(self.settings, self.data_ref)
         worker = Worker(key=next(self._keys), handle=handle, ready_ref=handle.ready.remote())
         self.workers[worker.key] = worker
         self.created += 1

@@ -128,7 +128,7 @@ def test_a_job_whose_cell_cannot_be_read_gets_a_whole_card_instead_of_stopping_t
 
 DRIVER = textwrap.dedent('''
     import json, os, sys, time
-    from scheduler.driver import run_campaigns
+    from scheduler.driver import RunOptions, run_campaigns
 
     url, address, data_dir, storage, log_dir = sys.argv[1:6]
 
@@ -153,9 +153,9 @@ DRIVER = textwrap.dedent('''
         return Result()
 
 
-    summary = run_campaigns(url, ["packed"], address=address, gpus_per_job="auto", data_dir=data_dir,
-                            storage=storage, lease_ttl_s=30.0, retry_backoff_s=0.5, progress=False,
-                            job_runner=sleeper)
+    summary = run_campaigns(url, ["packed"], RunOptions(
+        address=address, gpus_per_job="auto", data_dir=data_dir, storage=storage, lease_ttl_s=30.0,
+        retry_backoff_s=0.5, progress=False, job_runner=sleeper))
     print(json.dumps(summary.to_dict()))
 ''')
 

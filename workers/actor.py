@@ -33,11 +33,13 @@ from typing import Any
 
 import ray
 
+from db.queue import ClaimedJob
 from workers import storage
+from workers.contracts import JobOutcome, WorkerSettings
+from workers.contracts import OutcomeStatus as Status
 from workers.dbretry import retry_db
 from workers.heartbeat import LeaseKeeper
 from workers.job import (
-    JobRunner,
     build_train_job,
     checkpoint_epoch,
     describe_error,
@@ -48,14 +50,6 @@ from workers.job import (
 
 log = logging.getLogger(__name__)
 
-# Outcome statuses returned to the driver.
-DONE = "done"  # result committed
-FAILED = "failed"  # error recorded; the queue retries it (backoff) or marks it failed
-RELEASED = "released"  # preempted: checkpointed and back to pending, attempt not charged
-LOST = "lost"  # the lease was gone: nothing written
-REFUSED = "refused"  # the worker is draining: job released untouched
-
-
 class LeaseLost(Exception):
     """Raised through the training loop when the job's lease is gone: stop without any write."""
 
@@ -64,8 +58,8 @@ class LeaseLost(Exception):
 class _Lease:
     """A job this worker holds and trains: its lease keeper, checkpoint and where it resumed."""
 
-    job: Any  # db.queue.ClaimedJob
-    train_job: Any  # farm.train.TrainJob
+    job: ClaimedJob
+    train_job: Any  # farm.train.TrainJob (the trainer is imported only inside the worker)
     location: str
     resumed_epoch: float
     keeper: LeaseKeeper
@@ -74,32 +68,20 @@ class _Lease:
 class FarmWorker:
     """Plain class; the driver makes it a Ray actor (``ray.remote(FarmWorker).options(...)``)."""
 
-    def __init__(
-        self,
-        engine_url: str,
-        data_payload: dict[str, Any],
-        *,
-        storage_root: str,
-        device: str = "auto",
-        lease_ttl_s: float = 120.0,
-        retry_backoff_s: float = 30.0,
-        cpus: float = 1.0,
-        keep_checkpoints: bool = False,
-        trainer: str = "faithful",
-        job_runner: JobRunner | None = None,
-    ):
+    def __init__(self, settings: WorkerSettings, data_payload: dict[str, Any]):
         from db.engine import make_engine
         from db.queue import JobQueue
         from workers.data import from_payload
 
-        self.queue = JobQueue(make_engine(engine_url), backoff_base=retry_backoff_s)
+        self.settings = settings
+        self.queue = JobQueue(make_engine(settings.engine_url), backoff_base=settings.retry_backoff_s)
         self.data = from_payload(data_payload)
-        self.storage_root = storage_root
-        self.device = _resolve_device(device)
-        self.heartbeat_s = max(lease_ttl_s / 4.0, 0.05)
-        self.keep_checkpoints = keep_checkpoints
-        self.job_runner = job_runner or trainer_runner(trainer)
-        self.group_runner = group_runner(trainer)
+        self.storage_root = settings.storage_root
+        self.device = _resolve_device(settings.device)
+        self.heartbeat_s = max(settings.lease_ttl_s / 4.0, 0.05)
+        self.keep_checkpoints = settings.keep_checkpoints
+        self.job_runner = settings.job_runner or trainer_runner(settings.trainer)
+        self.group_runner = group_runner(settings.trainer)
         self.pid = os.getpid()
         self.node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}/pid{self.pid}"
         gpu_ids = ray.get_gpu_ids()
@@ -108,7 +90,7 @@ class FarmWorker:
         if self.device == "cpu":
             import torch
 
-            torch.set_num_threads(max(int(cpus), 1))
+            torch.set_num_threads(max(int(settings.cpus), 1))
         self._lock = threading.Lock()
         self._current: set[int] = set()  # ids of the jobs being trained (a fused group: several)
         self._stop = threading.Event()  # polled by train() at every step
@@ -161,7 +143,7 @@ class FarmWorker:
 
     # -- one job, or the repeats of a cell together ---------------------------------------------------
 
-    def run_jobs(self, jobs: list[Any]) -> list[dict[str, Any]]:
+    def run_jobs(self, jobs: list[ClaimedJob]) -> list[JobOutcome]:
         """Train claimed jobs (``db.queue.ClaimedJob``) and record how each ended, in order.
 
         One job trains alone. Several are the repeats of one cell, claimed together for the fused
@@ -189,13 +171,14 @@ class FarmWorker:
 
                 torch.cuda.empty_cache()
 
-    def _refuse(self, job: Any, started_at: float) -> dict[str, Any]:
+    def _refuse(self, job: ClaimedJob, started_at: float) -> JobOutcome:
         ok = retry_db(lambda: self.queue.release(job.job_id, job.lease_token, reason="preempted"),
                       what=f"job {job.job_id}: release")
-        return self._outcome(job, REFUSED if self._draining else RELEASED, started_at, released=ok)
+        status = Status.REFUSED if self._draining else Status.RELEASED
+        return self._outcome(job, status, started_at, released=ok)
 
-    def _run(self, jobs: list[Any], started_at: float) -> list[dict[str, Any]]:
-        outcomes: dict[int, dict[str, Any]] = {}
+    def _run(self, jobs: list[ClaimedJob], started_at: float) -> list[JobOutcome]:
+        outcomes: dict[int, JobOutcome] = {}
         leases: list[_Lease] = []
         for job in jobs:
             began = self._begin(job, started_at)
@@ -208,7 +191,7 @@ class FarmWorker:
                 outcomes[lease.job.job_id] = outcome
         return [outcomes[job.job_id] for job in jobs]
 
-    def _begin(self, job: Any, started_at: float) -> _Lease | dict[str, Any]:
+    def _begin(self, job: ClaimedJob, started_at: float) -> _Lease | JobOutcome:
         """Record the attempt and start the job's lease keeper; an outcome if it cannot train."""
         queue, token = self.queue, job.lease_token
         location = job.checkpoint_location or storage.checkpoint_location(self.storage_root, job)
@@ -221,17 +204,17 @@ class FarmWorker:
         if not retry_db(lambda: queue.start_attempt(job.job_id, token, node=self.node,
                                                     resumed_from_epoch=resumed_epoch),
                         what=f"job {job.job_id}: start attempt"):
-            return self._outcome(job, LOST, started_at)
+            return self._outcome(job, Status.LOST, started_at)
         if location != job.checkpoint_location and not retry_db(
             lambda: queue.set_checkpoint(job.job_id, token, location),
             what=f"job {job.job_id}: set checkpoint",
         ):
-            return self._outcome(job, LOST, started_at)
+            return self._outcome(job, Status.LOST, started_at)
         storage.prepare_location(location)
         keeper = LeaseKeeper(queue, job.job_id, token, interval_s=self.heartbeat_s).start()
         return _Lease(job, train_job, location, resumed_epoch, keeper)
 
-    def _train(self, leases: list[_Lease], started_at: float) -> list[dict[str, Any]]:
+    def _train(self, leases: list[_Lease], started_at: float) -> list[JobOutcome]:
         from farm.train import Stopped
 
         def should_stop() -> bool:
@@ -266,10 +249,10 @@ class FarmWorker:
         return [self._complete(lease, result, started_at)
                 for lease, result in zip(leases, results, strict=True)]
 
-    def _lost(self, lease: _Lease, started_at: float) -> dict[str, Any]:
-        return self._outcome(lease.job, LOST, started_at, resumed_epoch=lease.resumed_epoch)
+    def _lost(self, lease: _Lease, started_at: float) -> JobOutcome:
+        return self._outcome(lease.job, Status.LOST, started_at, resumed_epoch=lease.resumed_epoch)
 
-    def _after_sibling_lost(self, lease: _Lease, started_at: float) -> dict[str, Any]:
+    def _after_sibling_lost(self, lease: _Lease, started_at: float) -> JobOutcome:
         if lease.keeper.lost.is_set():
             lease.keeper.close(flush=False)
             return self._lost(lease, started_at)
@@ -277,22 +260,22 @@ class FarmWorker:
                              reason="a repeat trained with it lost its lease")
 
     def _release(self, lease: _Lease, started_at: float, *, checkpointed: bool,
-                 stopped_epoch: float | None, reason: str | None = None) -> dict[str, Any]:
+                 stopped_epoch: float | None, reason: str | None = None) -> JobOutcome:
         job = lease.job
         if not lease.keeper.close(flush=True):
             return self._lost(lease, started_at)
         ok = retry_db(lambda: self.queue.release(job.job_id, job.lease_token, reason="preempted"),
                       what=f"job {job.job_id}: release")
-        return self._outcome(job, RELEASED, started_at, resumed_epoch=lease.resumed_epoch,
+        return self._outcome(job, Status.RELEASED, started_at, resumed_epoch=lease.resumed_epoch,
                              released=ok, checkpointed=checkpointed, stopped_epoch=stopped_epoch,
                              reason=reason or self._stop_reason)
 
-    def _failed(self, lease: _Lease, exc: BaseException, started_at: float) -> dict[str, Any]:
+    def _failed(self, lease: _Lease, exc: BaseException, started_at: float) -> JobOutcome:
         if not lease.keeper.close(flush=True):
             return self._lost(lease, started_at)
         return self._fail(lease.job, exc, started_at, resumed_epoch=lease.resumed_epoch)
 
-    def _complete(self, lease: _Lease, result: Any, started_at: float) -> dict[str, Any]:
+    def _complete(self, lease: _Lease, result: Any, started_at: float) -> JobOutcome:
         job = lease.job
         if not lease.keeper.close(flush=True):
             return self._lost(lease, started_at)
@@ -306,27 +289,24 @@ class FarmWorker:
                 storage.remove_checkpoint(lease.location)
             except OSError as exc:  # the result is safe; a stray file is only disk space
                 log.warning("job %d: could not remove checkpoint %s: %s", job.job_id, lease.location, exc)
-        return self._outcome(job, DONE, started_at, resumed_epoch=lease.resumed_epoch,
+        return self._outcome(job, Status.DONE, started_at, resumed_epoch=lease.resumed_epoch,
                              heartbeats=lease.keeper.beats)
 
-    def _fail(self, job: Any, exc: BaseException, started_at: float, *, resumed_epoch: float):
+    def _fail(self, job: ClaimedJob, exc: BaseException, started_at: float, *,
+              resumed_epoch: float) -> JobOutcome:
         retryable = is_retryable(exc)
         error = describe_error(exc)
         ok = retry_db(lambda: self.queue.fail(job.job_id, job.lease_token, error, retryable=retryable),
                       what=f"job {job.job_id}: fail")
-        return self._outcome(job, FAILED if ok else LOST, started_at, resumed_epoch=resumed_epoch,
-                             error=f"{type(exc).__name__}: {exc}", retryable=retryable)
+        return self._outcome(job, Status.FAILED if ok else Status.LOST, started_at,
+                             resumed_epoch=resumed_epoch, error=f"{type(exc).__name__}: {exc}",
+                             retryable=retryable)
 
-    def _outcome(self, job: Any, status: str, started_at: float, **extra: Any) -> dict[str, Any]:
-        return {
-            "job_id": job.job_id,
-            "status": status,
-            "started_at": started_at,
-            "finished_at": time.time(),
-            "node": self.node,
-            "worker_exiting": self._draining,
-            **extra,
-        }
+    def _outcome(self, job: ClaimedJob, status: Status, started_at: float,
+                 **extra: Any) -> JobOutcome:
+        return JobOutcome(job_id=job.job_id, status=status, started_at=started_at,
+                          finished_at=time.time(), node=self.node, worker_exiting=self._draining,
+                          **extra)
 
 
 def _resolve_device(device: str) -> str:

@@ -6,41 +6,30 @@ Kept apart from the actor so that the classification rules can be read (and test
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-# The training entry point's shape (farm.train.train); the benchmark injects a near-zero-work one.
-JobRunner = Callable[..., Any]
-# The entry point for the repeats of one cell trained together (farm.fast.trainer.train_repeats_fused's
-# shape: lists of jobs, checkpoint paths and event sinks; one result per job, in order).
-GroupRunner = Callable[..., list[Any]]
-# `nasfarm run --trainer`: farm.train's faithful loop; farm.fast's (same contract, results and
-# checkpoint format; one CUDA-graph replay per step on a GPU); or "fused": farm.fast with the
-# repeats of a cell claimed together and trained as one repeat-grouped network.
-TRAINERS = ("faithful", "fast", "fused")
+from db.queue import ClaimedJob
+from workers.contracts import GroupRunner, JobRunner, TrainerName
+
 # The most repeats one fused group trains at once (NAS-Bench-101 has 3 per cell and budget).
 MAX_FUSED_REPEATS = 3
 
 
-def trainer_runner(name: str) -> JobRunner:
+def trainer_runner(name: TrainerName) -> JobRunner:
     """The one-job entry point of trainer ``name`` (imported lazily: the driver never imports a
     trainer).
 
-    For "fused" it is the fast trainer: a group of one (the other repeats were done, running or
+    For FUSED it is the fast trainer: a group of one (the other repeats were done, running or
     backing off) trains alone on the same path.
     """
-    if name == "faithful":
-        return _train_faithful
-    if name in ("fast", "fused"):
-        return _train_fast
-    raise ValueError(f"unknown trainer {name!r}; one of {', '.join(TRAINERS)}")
+    name = TrainerName.parse(name)
+    return _train_faithful if name is TrainerName.FAITHFUL else _train_fast
 
 
-def group_runner(name: str) -> GroupRunner | None:
+def group_runner(name: TrainerName) -> GroupRunner | None:
     """The entry point that trains several repeats of a cell at once, or None when trainer
     ``name`` trains one job at a time (and the driver claims jobs one by one)."""
-    trainer_runner(name)  # an unknown name fails here too
-    return _train_fused if name == "fused" else None
+    return _train_fused if TrainerName.parse(name) is TrainerName.FUSED else None
 
 
 def _train_faithful(*args: Any, **kwargs: Any):
@@ -68,19 +57,7 @@ def _train_fused(*args: Any, **kwargs: Any):
 MAX_ERROR_CHARS = 8000
 
 
-class ClaimedJobLike(Protocol):
-    job_id: int
-    campaign: str
-    cell_hash: str
-    matrix: list[list[int]]
-    ops: list[str]
-    epochs: int
-    repeat: int
-    seed: int
-    profile: dict
-
-
-def build_train_job(job: ClaimedJobLike):
+def build_train_job(job: ClaimedJob):
     """The TrainJob for a claimed job; a cell whose hash differs from the queue's is bad input."""
     from farm.config import TrainConfig
     from farm.spec import Cell

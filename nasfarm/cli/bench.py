@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from nasfarm.cli.db import BadInput, db_errors, db_option, open_engine
+from nasfarm.cli.db import db_errors, db_option, open_engine
+from nasfarm.cli.errors import BadInput
 
 
 @click.command("export")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from nasfarm.cli.db import BadInput, db_errors, db_option, open_engine
+from nasfarm.cli.db import db_errors, db_option, open_engine
+from nasfarm.cli.errors import BadInput
 
 ORDERS = ("shuffled", "cheap-first", "as-given")
 

@@ -7,11 +7,7 @@ from pathlib import Path
 
 import click
 
-
-class BadInput(click.ClickException):
-    """A user mistake: one line, exit status 2."""
-
-    exit_code = 2
+from nasfarm.cli.errors import BadInput
 
 
 @click.group("data")

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from nasfarm.cli.errors import BadInput
+
 DB_OPTION_HELP = "Database URL (default: $NASFARM_DB, else sqlite:///nasfarm.db)."
 
 
@@ -20,12 +22,6 @@ def db_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--db", "db_url", envvar="NASFARM_DB", metavar="URL", default=None, help=DB_OPTION_HELP
     )(command)
-
-
-class BadInput(click.ClickException):
-    """A user mistake (bad URL, unknown campaign...): exit code 2 like click's usage errors."""
-
-    exit_code = 2
 
 
 @contextmanager

@@ -104,7 +104,7 @@ def demo_cmd(
     from farm.config import get_profile
     from farm.space import sample_cells
     from farm.spec import cell_from_labels
-    from scheduler.driver import run_campaigns
+    from scheduler.driver import RunOptions, run_campaigns
 
     profile_name, device = _pick_profile(profile)
     path = _ensure_data(data_dir, offline)
@@ -125,10 +125,9 @@ def demo_cmd(
         + ("" if summary.get("created") else " (already created: resuming)"),
         err=True,
     )
-    run = run_campaigns(
-        url, [campaign], data_dir=path, storage=storage, device=device,
-        gpus_per_job=1.0 if device == "cuda" else 0.0,
-    )
+    run = run_campaigns(url, [campaign], RunOptions(
+        data_dir=path, storage=storage, device=device, gpus_per_job=1.0 if device == "cuda" else 0.0,
+    ))
     rows = nb101_results(engine, campaign)
     click.echo(_results_table(rows))
     click.echo(

@@ -17,12 +17,7 @@ import click
 
 from farm.config import PROFILES, TrainConfig, get_profile
 from farm.spec import Cell, InvalidCellError, cell_from_labels
-
-
-class BadInput(click.ClickException):
-    """A user mistake in the cells given: one line, exit status 2."""
-
-    exit_code = 2
+from nasfarm.cli.errors import BadInput
 
 
 def _parse_ops(text: str) -> Any:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from nasfarm.cli.db import BadInput, db_errors, db_option, open_engine
+from nasfarm.cli.db import db_errors, db_option, open_engine
+from nasfarm.cli.errors import BadInput
 
 
 @click.command("report")

@@ -8,11 +8,8 @@ import sys
 
 import click
 
-
-class BadInput(click.ClickException):
-    """A user mistake (unknown campaign, impossible resource shape): one line, exit status 2."""
-
-    exit_code = 2
+from nasfarm.cli.errors import BadInput
+from workers.contracts import TrainerName
 
 
 @click.command("run")
@@ -46,8 +43,8 @@ class BadInput(click.ClickException):
 @click.option("--prefetch", type=click.IntRange(min=0), default=1, show_default=True,
               help="Jobs claimed ahead of the idle workers, so no worker waits for the database.")
 @click.option("--keep-checkpoints", is_flag=True, help="Keep each job's checkpoint after its result.")
-@click.option("--trainer", type=click.Choice(["faithful", "fast", "fused"]), default="faithful",
-              show_default=True,
+@click.option("--trainer", type=click.Choice([t.value for t in TrainerName]),
+              default=TrainerName.FAITHFUL.value, show_default=True,
               help="faithful: farm.train, op by op. fast: farm.fast's whole step as one CUDA-graph "
                    "replay (same results, checkpoints and events). fused: fast, with the repeats "
                    "of a cell claimed together and trained as one repeat-grouped network. fast and "
@@ -85,15 +82,13 @@ def run_cmd(
     from db.errors import BadDatabaseURL, DatabaseError, UnknownCampaign
     from farm.data import DataError
     from scheduler.cluster import ClusterError
-    from scheduler.driver import FarmError, run_campaigns
+    from scheduler.driver import FarmError, RunOptions, run_campaigns
     from scheduler.pool import PoolConfigError
 
     url = resolve_url(db_url)
     try:
         _check_schema(url)
-        summary = run_campaigns(
-            url,
-            list(campaigns),
+        summary = run_campaigns(url, list(campaigns), RunOptions(
             address=address,
             gpus_per_job=gpus_per_job,
             cpus_per_job=cpus_per_job,
@@ -106,8 +101,8 @@ def run_cmd(
             device=device,
             prefetch=prefetch,
             keep_checkpoints=keep_checkpoints,
-            trainer=trainer,
-        )
+            trainer=TrainerName(trainer),
+        ))
     except (UnknownCampaign, BadDatabaseURL, PoolConfigError) as exc:
         raise BadInput(str(exc)) from None
     except (DatabaseError, DataError, ClusterError, FarmError) as exc:
@@ -124,11 +119,8 @@ def run_cmd(
 def _check_schema(url: str) -> None:
     """A clear 'run nasfarm db upgrade' before Ray starts, when the schema is missing or old."""
     from db.engine import make_engine
+    from db.migrate import require_current
 
-    try:
-        from db.migrate import require_current
-    except ImportError:  # a build without migrations: the queue reports it on first use
-        return
     engine = make_engine(url)
     try:
         require_current(engine)

@@ -26,12 +26,7 @@ from farm.space import (
     sorted_hashes_sha256,
 )
 from farm.spec import AVAILABLE_OPS, INPUT, OUTPUT, Cell, InvalidCellError
-
-
-class BadInput(click.ClickException):
-    """A user mistake: one line on stderr, exit status 2."""
-
-    exit_code = 2
+from nasfarm.cli.errors import BadInput
 
 
 def _ops_text(text: str) -> object:

@@ -9,11 +9,7 @@ from pathlib import Path
 
 import click
 
-
-class BadInput(click.ClickException):
-    """A user mistake: one line, exit status 2."""
-
-    exit_code = 2
+from nasfarm.cli.errors import BadInput
 
 
 def _parse_cell(matrix: str, ops: str):
