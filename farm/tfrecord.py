@@ -16,7 +16,6 @@ byte loop into one fancy-indexing call per record (see bench/tfrecord_read.py fo
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 from collections.abc import Iterable, Iterator
@@ -174,8 +173,3 @@ def iter_records(
     finally:
         if owned:
             handle.close()
-
-
-def read_records(data: bytes, *, check_crc: bool = True) -> list[bytes]:
-    """All payloads of an in-memory TFRecord file."""
-    return list(iter_records(io.BytesIO(data), check_crc=check_crc))

@@ -31,7 +31,3 @@ def from_payload(payload: dict[str, Any]):
         return CifarSplits(**{
             name: tuple(torch.from_numpy(array) for array in payload[name]) for name in SPLITS
         })
-
-
-def payload_bytes(payload: dict[str, Any]) -> int:
-    return sum(array.nbytes for pair in payload.values() for array in pair)
