@@ -1,5 +1,9 @@
 """The Ray driver loop: claim jobs for idle workers, dispatch them, handle every way a job can end.
 
+(Over 400 lines on purpose: it is one single-threaded state machine, and splitting its handlers
+across modules would scatter the state they share. Its options, summary, progress, placement, pool
+and fleet are modules of their own.)
+
 One loop, single-threaded, woken by Ray as soon as any worker finishes, starts or dies:
 
 - pool: every few seconds the alive nodes are read and the fleet is grown or shrunk to the
@@ -23,12 +27,10 @@ import contextlib
 import logging
 import os
 import socket
-import statistics
-import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import ray
@@ -38,6 +40,7 @@ from db.errors import DatabaseUnavailable
 from db.queue import ClaimedJob, JobQueue
 from scheduler.cluster import connect
 from scheduler.fleet import Fleet, Worker
+from scheduler.options import RunOptions
 from scheduler.placement import CardShare, IdleWorker, assign, no_share, usable_idle
 from scheduler.pool import (
     AUTO,
@@ -48,84 +51,20 @@ from scheduler.pool import (
     parse_gpus_per_job,
     pool_target,
 )
+from scheduler.progress import RunProgress
 from scheduler.signals import ImmediateExit, StopRequest
+from scheduler.summary import ACTIVE_STATUSES, RunSummary
 from workers import storage as ckpt_storage
-from workers.contracts import JobOutcome, JobRunner, TrainerName, WorkerSettings
+from workers.contracts import JobOutcome, TrainerName, WorkerSettings
 from workers.contracts import OutcomeStatus as Status
 from workers.dbretry import GaveUp, retry_db
 from workers.job import MAX_FUSED_REPEATS, group_runner
 
 log = logging.getLogger("nasfarm.run")
 
-ACTIVE_STATUSES = ("pending", "running")
-FINISHED_STATUSES = ("done", "failed", "cancelled")
-
 
 class FarmError(RuntimeError):
     """The run cannot go on (workers cannot start, the cluster has no usable resources...)."""
-
-
-@dataclass
-class RunSummary:
-    campaigns: list[str]
-    owner: str
-    cluster: str = ""  # the GCS address of the Ray cluster this run used (joined or started)
-    done: int = 0  # results committed by this run's workers
-    failed: int = 0  # attempts that ended in an error (retried later or failed for good)
-    released: int = 0  # jobs handed back as preempted (no attempt charged)
-    lost: int = 0  # attempts whose lease had gone (nothing written)
-    worker_deaths: int = 0  # actors that died mid-job (process killed, node lost)
-    abandoned: int = 0  # jobs still running when the driver exited (their leases expire)
-    dispatched: int = 0
-    workers_started: int = 0
-    interrupted: str | None = None  # the signal that stopped the run, if any
-    elapsed_s: float = 0.0
-    counts: dict[str, int] = field(default_factory=dict)  # the campaigns' jobs by status at the end
-    idle_gaps_s: list[float] = field(default_factory=list, repr=False)
-
-    @property
-    def complete(self) -> bool:
-        """True when the campaigns have no pending or running job left."""
-        return not any(self.counts.get(s, 0) for s in ACTIVE_STATUSES)
-
-    def idle_gap_percentile(self, q: int) -> float | None:
-        """The q-th percentile (1..99) of a worker's idle time between two jobs, in seconds."""
-        gaps = self.idle_gaps_s
-        if len(gaps) < 2:
-            return gaps[0] if gaps else None
-        return statistics.quantiles(gaps, n=100, method="inclusive")[q - 1]
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("idle_gaps_s")
-        data["idle_gap_p50_s"] = self.idle_gap_percentile(50)
-        data["idle_gap_p99_s"] = self.idle_gap_percentile(99)
-        data["complete"] = self.complete
-        return data
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How ``run_campaigns`` works through its campaigns (``nasfarm run``'s options)."""
-
-    address: str | None = None
-    gpus_per_job: float | str = 1.0  # or "auto": each job's share of a card from its cell's FLOPs
-    cpus_per_job: float | None = None
-    max_workers: int | None = None
-    storage: str | None = None
-    data_dir: str | None = None
-    lease_ttl_s: float = 120.0
-    retry_backoff_s: float = 30.0  # first delay before a failed/crashed job runs again (doubles)
-    follow: bool = False
-    device: str = "auto"
-    prefetch: int = 1
-    keep_checkpoints: bool = False
-    drain_timeout_s: float = 45.0
-    poll_interval_s: float = 0.5
-    resize_interval_s: float = 2.0
-    progress: bool | None = None  # None: a bar when stderr is a terminal
-    trainer: TrainerName = TrainerName.FAITHFUL
-    job_runner: JobRunner | None = None  # the benchmark's near-zero-work job; None = the trainer
 
 
 def default_owner() -> str:
@@ -195,7 +134,6 @@ class Driver:
         self.campaigns = campaigns
         self.opts = opts
         self.stop = stop
-        self.on_progress = on_progress
         self.owner = default_owner()
         self.summary = RunSummary(campaigns=list(campaigns), owner=self.owner)
         # Claimed, not yet dispatched (prefetch): units of one job, or (--trainer fused) of the
@@ -233,7 +171,7 @@ class Driver:
         self.db_down_until = 0.0
         self.db_down_since: float | None = None
         self.capacity_warned = False
-        self.bar = None
+        self.progress = RunProgress(opts.progress, on_progress)
 
     def _choose_shape(
         self, nodes: list[dict[str, float]]
@@ -255,7 +193,6 @@ class Driver:
 
     def run(self) -> RunSummary:
         log.info("driver %s: %s, storage %s", self.owner, self.shape.describe(), self.storage_root)
-        self._open_bar()
         immediate = False
         try:
             while True:
@@ -393,7 +330,7 @@ class Driver:
         if counts is None:
             return False
         self.counts = counts
-        self._update_bar()
+        self.progress.update(self.counts, workers=len(self.fleet.idle()) + len(self.fleet.busy()))
         if self.opts.follow or self.buffer or self.fleet.busy():
             return False
         return not any(counts.get(s, 0) for s in ACTIVE_STATUSES)
@@ -525,7 +462,7 @@ class Driver:
             log.warning("%s; the reaper will take it after the lease TTL", exc)
 
     def _close(self, immediate: bool = False) -> None:
-        self._close_bar()
+        self.progress.close()
         self.summary.abandoned = sum(len(worker.jobs) for worker in self.fleet.busy())
         for worker in self.fleet.busy():
             log.warning("job(s) %s still running on %s at exit; their leases will expire",
@@ -544,39 +481,6 @@ class Driver:
                                        what="final counts", deadline_s=5.0)
         self.summary.counts = dict(self.counts)
         self.summary.elapsed_s = time.monotonic() - self.started
-
-    # -- progress bar ----------------------------------------------------------------------------
-
-    def _open_bar(self) -> None:
-        show = self.opts.progress if self.opts.progress is not None else sys.stderr.isatty()
-        if not show:
-            return
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=0, unit="job", desc="nasfarm run", dynamic_ncols=True)
-
-    def _update_bar(self) -> None:
-        if self.on_progress is not None:
-            self.on_progress(dict(self.counts))
-        if self.bar is None:
-            return
-        total = sum(self.counts.values())
-        finished = sum(self.counts.get(s, 0) for s in FINISHED_STATUSES)
-        if self.bar.total != total:
-            self.bar.total = total
-        self.bar.n = finished
-        self.bar.set_postfix(
-            running=self.counts.get("running", 0),
-            failed=self.counts.get("failed", 0),
-            workers=len(self.fleet.idle()) + len(self.fleet.busy()),
-            refresh=False,
-        )
-        self.bar.refresh()
-
-    def _close_bar(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
