@@ -12,7 +12,6 @@ option (see :func:`read_connection`).
 from __future__ import annotations
 
 import os
-import re
 import time
 import weakref
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from db.errors import BadDatabaseURL, translating
+from db.urls import redact
 
 DEFAULT_URL = "sqlite:///nasfarm.db"
 ENV_VAR = "NASFARM_DB"
@@ -37,16 +37,6 @@ _EXAMPLES = "e.g. sqlite:///nasfarm.db or postgresql://user@host:5432/dbname"
 def resolve_url(url: str | None = None) -> str:
     """The URL to use: the argument, else ``$NASFARM_DB``, else ``sqlite:///nasfarm.db``."""
     return url or os.environ.get(ENV_VAR) or DEFAULT_URL
-
-
-def redact(url: str | URL) -> str:
-    """The URL with any password replaced by ``***`` (safe to log or print)."""
-    if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # unparsable: hide anything between "user:" and "@"
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
 
 
 def parse_url(url: str) -> URL:

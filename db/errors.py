@@ -14,6 +14,8 @@ from typing import ParamSpec, TypeVar
 
 import sqlalchemy.exc as sa_exc
 
+from db.urls import redact
+
 
 class DatabaseError(Exception):
     """A database problem the user has to fix (bad URL, missing schema, unknown campaign...)."""
@@ -127,8 +129,6 @@ def translated(method: Callable[P, R]) -> Callable[P, R]:
         engine = getattr(args[0], "engine", None) if args else None
         where = ""
         if engine is not None:
-            from db.engine import redact
-
             where = redact(engine.url)
         with translating(where):
             return method(*args, **kwargs)
