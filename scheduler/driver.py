@@ -38,6 +38,7 @@ import ray.exceptions
 
 from db.errors import DatabaseUnavailable
 from db.queue import ClaimedJob, JobQueue
+from db.retry import GaveUp, retry_db
 from scheduler.cluster import connect
 from scheduler.fleet import Fleet, Worker
 from scheduler.options import RunOptions
@@ -57,7 +58,6 @@ from scheduler.summary import ACTIVE_STATUSES, RunSummary
 from workers import storage as ckpt_storage
 from workers.contracts import JobOutcome, TrainerName, WorkerSettings
 from workers.contracts import OutcomeStatus as Status
-from workers.dbretry import GaveUp, retry_db
 from workers.job import MAX_FUSED_REPEATS, group_runner
 
 log = logging.getLogger("nasfarm.run")

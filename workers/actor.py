@@ -4,7 +4,7 @@ trained together), from its lease to its result.
 For each job: record the attempt (with the epoch its checkpoint resumes from), start the lease
 keeper thread, train (resuming from the job's checkpoint, checkpointing every epoch to the job's
 location in ``--storage``), then write the result and the done status in one fenced transaction
-and remove the checkpoint. Every database write retries through outages (``workers.dbretry``).
+and remove the checkpoint. Every database write retries through outages (``db.retry``).
 
 Stopping: ``preempt(job_id)`` (from the driver, on its own thread: a separate concurrency group)
 and SIGTERM/SIGINT to this process (a node drain, a spot reclaim) make training checkpoint at its
@@ -34,10 +34,10 @@ from typing import Any
 import ray
 
 from db.queue import ClaimedJob
+from db.retry import retry_db
 from workers import storage
 from workers.contracts import JobOutcome, WorkerSettings
 from workers.contracts import OutcomeStatus as Status
-from workers.dbretry import retry_db
 from workers.heartbeat import LeaseKeeper
 from workers.job import (
     build_train_job,

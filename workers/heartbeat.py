@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from db.errors import DatabaseUnavailable
-from workers.dbretry import backoff_delays, retry_db
+from db.retry import backoff_delays, retry_db
 
 log = logging.getLogger(__name__)
 
