@@ -1,17 +1,33 @@
-"""BOHB (Falkner, Klein & Hutter 2018), our own implementation -- no maintained BOHB library
-installs cleanly here (hpbandster is unmaintained since 2018).
+"""BOHB (Falkner, Klein & Hutter 2018) as HpBandSter computes it, with the settings of the benchmark
+authors' run_bohb.py. Our own code (hpbandster needs a Pyro name server and statsmodels); each
+rule below names the HpBandSter / statsmodels line it reproduces.
 
-- Hyperband over the table's epoch budgets (4, 12, 36, 108 are a factor eta = 3 apart, as BOHB's
-  NAS-Bench-101 runs used): brackets s = s_max..0, each a successive-halving run that starts
-  ceil((s_max+1)/(s+1) * eta^s) configurations at budget index s_max - s and keeps the best
-  1/eta by validation accuracy for the next budget. Each budget is an independent training run
-  in NAS-Bench-101, so every evaluation is charged its own training time.
-- Proposals: with probability 1/3 uniform at random; otherwise from a TPE-style model fitted on
-  the largest budget with enough observations: the best 15% ("good") and the rest ("bad") each
-  get a product Aitchison-Aitken kernel density over the 26 categorical dimensions (21 edges,
-  5 ops) with normal-reference bandwidths; 64 candidates are drawn around good points with the
-  bandwidth widened by 3, and the one maximising l(x)/g(x) is evaluated.
-- Invalid cells score accuracy 0 and cost nothing (the usual NAS-Bench-101 tabular convention).
+- Hyperband (hpbandster/optimizers/bohb.py, get_next_iteration): budgets 4, 12, 36, 108
+  (eta = 3), brackets s = 3, 2, 1, 0 in turn; bracket s starts
+  ``n0 = floor(4 / (s + 1)) * eta**s`` configurations (27, 9, 6, 4) and keeps
+  ``max(int(n0 * eta**-i), 1)`` of them at its i-th budget (successivehalving.py: the lowest
+  losses). Each budget is an independent training run in NAS-Bench-101, so every evaluation is
+  charged its own training time; the sequential worker samples each configuration after the
+  previous result is in.
+- Model (config_generators/bohb.py, new_result): per budget, once it has more than
+  ``min_points_in_model - 1`` results and both halves have more rows than the 26 parameters, the
+  best ``max(27, 15% n)`` results ("good") and the next ``max(27, 85% n)`` ("bad") each get a
+  statsmodels ``KDEMultivariate(var_type='u' * 26, bw='normal_reference')``: bandwidth
+  ``1.06 * std * n**(-1 / (4 + 26))`` per parameter (_kernel_base.py, _normal_reference; std
+  over the category indices), clipped below at ``min_bandwidth``; the pdf is the mean over the
+  data of a product of Aitchison-Aitken kernels, ``1 - h`` when the values agree and
+  ``h / (L - 1)`` when they differ, where L is the number of *distinct values present in that
+  KDE's data* (kernels.py, aitchison_aitken without num_levels) -- so a parameter on which all
+  of a KDE's points agree gives an infinite density to any candidate that differs there.
+  Results on a budget are no longer recorded once a larger budget has a model; proposals use the
+  largest budget with a model.
+- Proposal (get_config): random with probability ``random_fraction`` (or while there is no
+  model); otherwise 64 candidates, each around a random good point, keeping each parameter with
+  probability ``1 - h`` and otherwise drawing it uniformly from all its values (the bandwidth
+  factor widens continuous parameters only, and there are none); the candidate with the smallest
+  ``max(1e-32, g) / max(l, 1e-32)`` wins, except that the first candidate whose ratio is not
+  finite while l is finite is taken at once.
+- Invalid encodings: the experiment scripts' rule (encoding.objective): loss 1, no cost.
 """
 
 from __future__ import annotations
@@ -21,8 +37,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from farm.search.encoding import CARDINALITIES, DIMENSIONS, random_vector, spec_from_vector
+from farm.search.encoding import CARDINALITIES, DIMENSIONS, objective, random_vector
 from farm.search.harness import SearchEnv
+from farm.search.settings import (
+    BOHB_BANDWIDTH_FACTOR,
+    BOHB_ETA,
+    BOHB_MIN_BANDWIDTH,
+    BOHB_NUM_SAMPLES,
+    BOHB_RANDOM_FRACTION,
+    BOHB_TOP_N_PERCENT,
+)
 
 _OFFSETS = np.concatenate([[0], np.cumsum(CARDINALITIES)[:-1]])
 _FEATURES = int(CARDINALITIES.sum())
@@ -35,112 +59,133 @@ def _one_hot_all(vectors: np.ndarray) -> np.ndarray:
     return out
 
 
-class _Observations:
-    """One budget's results in growing arrays (vectors, their one-hot rows, losses)."""
+def bracket_sizes(s: int, brackets: int, eta: int) -> list[int]:
+    """Configurations per budget of Hyperband bracket s, as HpBandSter's get_next_iteration."""
+    n0 = int(math.floor(brackets / (s + 1)) * eta**s)
+    return [max(int(n0 * eta ** (-i)), 1) for i in range(s + 1)]
+
+
+class CategoricalKDE:
+    """statsmodels' KDEMultivariate over unordered variables with the normal-reference bandwidth,
+    clipped below at min_bandwidth as HpBandSter does."""
+
+    def __init__(self, data: np.ndarray, min_bandwidth: float) -> None:
+        n, d = data.shape
+        bandwidth = 1.06 * data.std(axis=0) * n ** (-1.0 / (4 + d))
+        self.bandwidth = np.clip(bandwidth, min_bandwidth, None)
+        self.data = data
+        self.levels = np.array([len(np.unique(column)) for column in data.T])
+        self._hot = _one_hot_all(data)
+
+    def pdf(self, candidates: np.ndarray) -> np.ndarray:
+        single = self.levels == 1  # h / (L - 1) = h / 0: statsmodels' kernel is infinite there
+        infinite = np.any(candidates[:, single] != self.data[0, single], axis=1)
+        same = np.log1p(-self.bandwidth)
+        with np.errstate(divide="ignore"):
+            differ = np.where(single, 0.0, np.log(self.bandwidth / np.maximum(self.levels - 1, 1)))
+        weights = np.repeat(same - differ, CARDINALITIES)
+        # log prod_d k_d = sum_d differ_d + sum_d [agree_d] (same_d - differ_d)
+        scores = differ.sum() + (_one_hot_all(candidates) * weights) @ self._hot.T
+        top = scores.max(axis=1, keepdims=True)
+        density = np.exp(top[:, 0]) * np.exp(scores - top).mean(axis=1)
+        return np.where(infinite, np.inf, density)
+
+
+class _Budget:
+    """One budget's recorded results and, once there are enough, its good/bad KDE pair."""
 
     def __init__(self) -> None:
-        self.size = 0
-        self.vectors = np.zeros((64, DIMENSIONS), dtype=np.int64)
-        self.hot = np.zeros((64, _FEATURES))
-        self.losses = np.zeros(64)
+        self.vectors: list[np.ndarray] = []
+        self.losses: list[float] = []
+        self._fitted_at = -1
+        self._model: tuple[CategoricalKDE, CategoricalKDE] | None = None
 
-    def add(self, vector: np.ndarray, loss: float) -> None:
-        if self.size == len(self.losses):
-            grow = len(self.losses)
-            self.vectors = np.concatenate([self.vectors, np.zeros_like(self.vectors[:grow])])
-            self.hot = np.concatenate([self.hot, np.zeros_like(self.hot[:grow])])
-            self.losses = np.concatenate([self.losses, np.zeros(grow)])
-        self.vectors[self.size] = vector
-        self.hot[self.size] = _one_hot_all(vector[None])[0]
-        self.losses[self.size] = loss
-        self.size += 1
+    def split(self, top_n_percent: int, min_points: int) -> tuple[np.ndarray, np.ndarray] | None:
+        n = len(self.losses)
+        if n <= min_points - 1:
+            return None
+        n_good = max(min_points, top_n_percent * n // 100)
+        n_bad = max(min_points, (100 - top_n_percent) * n // 100)
+        order = np.argsort(np.array(self.losses), kind="stable")
+        good, bad = order[:n_good], order[n_good:n_good + n_bad]
+        if len(good) <= DIMENSIONS or len(bad) <= DIMENSIONS:
+            return None
+        return good, bad
 
-
-class _KernelDensity:
-    """Product Aitchison-Aitken kernel density over categorical vectors."""
-
-    def __init__(self, points: np.ndarray, hot: np.ndarray, min_bandwidth: float) -> None:
-        n = len(points)
-        spread = points.std(axis=0) if n > 1 else np.zeros(DIMENSIONS)
-        bandwidth = 1.06 * spread * n ** (-1 / 5)  # normal reference rule, as statsmodels
-        self.max_bandwidth = (CARDINALITIES - 1) / CARDINALITIES  # = uniform kernel
-        self.bandwidth = np.clip(bandwidth, min_bandwidth, self.max_bandwidth)
-        self.points = points
-        self._hot = hot
-
-    def log_density(self, candidates_hot: np.ndarray) -> np.ndarray:
-        same = np.log1p(-self.bandwidth)  # log k when the values agree
-        differ = np.log(self.bandwidth / (CARDINALITIES - 1))
-        weights = np.repeat(same - differ, CARDINALITIES)
-        # sum_d log k_d = sum_d differ_d + sum_d [agree_d] (same_d - differ_d)
-        scores = differ.sum() + (candidates_hot * weights) @ self._hot.T
-        top = scores.max(axis=1, keepdims=True)
-        return (top + np.log(np.exp(scores - top).mean(axis=1, keepdims=True))).ravel()
+    def model(self, top_n_percent: int, min_points: int, min_bandwidth: float):
+        if self._fitted_at != len(self.losses):
+            halves = self.split(top_n_percent, min_points)
+            if halves is not None:
+                data = np.array(self.vectors)
+                self._model = (CategoricalKDE(data[halves[0]], min_bandwidth),
+                               CategoricalKDE(data[halves[1]], min_bandwidth))
+            self._fitted_at = len(self.losses)
+        return self._model
 
 
 @dataclass
 class BOHB:
     name: str = "bohb"
-    eta: int = 3
-    top_n_percent: int = 15
-    num_samples: int = 64
-    random_fraction: float = 1 / 3
-    bandwidth_factor: float = 3.0
-    min_bandwidth: float = 1e-3
-    min_points_in_model: int = DIMENSIONS + 1
+    eta: int = BOHB_ETA.value
+    top_n_percent: int = BOHB_TOP_N_PERCENT.value
+    num_samples: int = BOHB_NUM_SAMPLES.value
+    random_fraction: float = BOHB_RANDOM_FRACTION.value
+    bandwidth_factor: float = BOHB_BANDWIDTH_FACTOR.value  # continuous parameters only: unused here
+    min_bandwidth: float = BOHB_MIN_BANDWIDTH.value
+    min_points_in_model: int = DIMENSIONS + 1  # settings.BOHB_MIN_POINTS_IN_MODEL: None -> d + 1
 
     def run(self, env: SearchEnv) -> None:
         budgets = env.budgets
-        s_max = len(budgets) - 1
-        observations = {b: _Observations() for b in budgets}
+        brackets = len(budgets)
+        self._records = {b: _Budget() for b in budgets}
         iteration = 0
         while True:
-            s = s_max - iteration % (s_max + 1)
-            n = math.ceil((s_max + 1) / (s + 1) * self.eta**s)
+            s = brackets - 1 - iteration % brackets
+            sizes = bracket_sizes(s, brackets, self.eta)
+            rungs = budgets[brackets - 1 - s:]
             configs: list[np.ndarray] = []
             losses: list[float] = []
-            first = budgets[s_max - s]
-            for _ in range(n):  # sampled one at a time, so each proposal sees every result so far
-                vector = self._propose(env, observations)
+            for _ in range(sizes[0]):  # one at a time: each proposal sees every result so far
+                vector = self._propose(env)
                 configs.append(vector)
-                losses.append(self._evaluate(env, vector, first, observations))
-            for rung in range(1, s + 1):
-                keep = max(1, len(configs) // self.eta)
-                order = np.argsort(losses, kind="stable")[:keep]
-                configs = [configs[i] for i in order]
-                budget = budgets[s_max - s + rung]
-                losses = [self._evaluate(env, c, budget, observations) for c in configs]
+                losses.append(self._evaluate(env, vector, rungs[0]))
+            for stage in range(1, s + 1):
+                ranks = np.argsort(np.argsort(losses, kind="stable"), kind="stable")
+                configs = [c for c, rank in zip(configs, ranks) if rank < sizes[stage]]
+                losses = [self._evaluate(env, c, rungs[stage]) for c in configs]
             iteration += 1
 
-    def _evaluate(self, env: SearchEnv, vector: np.ndarray, budget: int, observations) -> float:
-        spec = spec_from_vector(vector)
-        loss = 1.0 - env.query(spec, epochs=budget)["validation_accuracy"] if env.is_valid(spec) else 1.0
-        observations[budget].add(vector, loss)
+    def _evaluate(self, env: SearchEnv, vector: np.ndarray, budget: int) -> float:
+        loss = objective(env, vector, epochs=budget)
+        if not any(b > budget and self._model_of(b) is not None for b in self._records):
+            record = self._records[budget]
+            record.vectors.append(vector)
+            record.losses.append(loss)
         return loss
 
-    def _propose(self, env: SearchEnv, observations) -> np.ndarray:
+    def _model_of(self, budget: int):
+        return self._records[budget].model(self.top_n_percent, self.min_points_in_model, self.min_bandwidth)
+
+    def _propose(self, env: SearchEnv) -> np.ndarray:
         rng = env.np_rng
-        if rng.random() < self.random_fraction:
-            return random_vector(rng)
-        model_budget = None
-        for budget in sorted(observations, reverse=True):
-            if observations[budget].size >= 2 * self.min_points_in_model:
-                model_budget = observations[budget]
+        model = None
+        for budget in sorted(self._records, reverse=True):
+            model = self._model_of(budget)
+            if model is not None:
                 break
-        if model_budget is None:
+        if model is None or rng.random() < self.random_fraction:
             return random_vector(rng)
-        n = model_budget.size
-        order = np.argsort(model_budget.losses[:n], kind="stable")
-        n_good = max(self.min_points_in_model, self.top_n_percent * n // 100)
-        good_rows, bad_rows = order[:n_good], order[n_good:]
-        vectors, hot_rows = model_budget.vectors, model_budget.hot
-        good = _KernelDensity(vectors[good_rows], hot_rows[good_rows], self.min_bandwidth)
-        bad = _KernelDensity(vectors[bad_rows], hot_rows[bad_rows], self.min_bandwidth)
-        # Draw around good points with the bandwidth widened by bandwidth_factor.
-        centres = good.points[rng.integers(0, len(good.points), self.num_samples)]
-        keep_probability = 1.0 - np.minimum(good.bandwidth * self.bandwidth_factor, good.max_bandwidth)
-        resample = rng.random(centres.shape) >= keep_probability
-        candidates = np.where(resample, rng.integers(0, CARDINALITIES, centres.shape), centres)
-        hot = _one_hot_all(candidates)
-        scores = good.log_density(hot) - bad.log_density(hot)
-        return candidates[int(np.argmax(scores))]
+        good, bad = model
+        centres = good.data[rng.integers(0, len(good.data), self.num_samples)]
+        keep = rng.random(centres.shape) < 1.0 - good.bandwidth
+        candidates = np.where(keep, centres, rng.integers(0, CARDINALITIES, centres.shape))
+        l_values, g_values = good.pdf(candidates), bad.pdf(candidates)
+        best, chosen = math.inf, None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratios = np.maximum(g_values, 1e-32) / np.maximum(l_values, 1e-32)
+        for i, ratio in enumerate(ratios):
+            if not np.isfinite(ratio) and np.isfinite(l_values[i]):
+                return candidates[i]
+            if ratio < best:
+                best, chosen = ratio, candidates[i]
+        return chosen if chosen is not None else random_vector(rng)

@@ -1,9 +1,15 @@
-"""The search encoding of a cell, as in the paper's experiments and the official notebook.
+"""The search encodings of a cell, and the two validity rules in use.
 
-A candidate is a raw 7x7 strictly upper-triangular matrix (21 edge bits) and 5 interior ops; it is
-valid when its *pruned* graph is in the space (<= 9 edges), so invalid candidates happen and the
-algorithms deal with them (the notebook rejects and redraws; the model-based methods observe the
-worst score for them, at no training cost).
+A candidate is a raw 7x7 strictly upper-triangular matrix (21 edge bits) and 5 interior ops.
+
+- The official notebook's random search and regularized evolution (``random_spec``,
+  ``mutate_spec``) redraw until ``nasbench.is_valid``: the *pruned* graph is in the space (<= 9
+  edges), so 74% of uniformly random encodings are accepted.
+- The benchmark authors' experiment scripts (NASCifar10A in automl/nas_benchmarks), which the
+  vector-searching methods here follow (the script variant of evolution, REINFORCE, BOHB, SMAC),
+  treat a *raw* matrix with more than 9 edges, or a graph whose input and output are
+  disconnected, as invalid: error 1, no training time charged, nothing queried (28% of random
+  encodings are valid). :func:`objective` is that rule.
 
 Vectors: 21 bits (upper triangle, row-major) followed by 5 op indices into AVAILABLE_OPS.
 """
@@ -15,6 +21,7 @@ import random
 import numpy as np
 
 from farm.api import ModelSpec
+from farm.search.settings import INVALID_ERROR, MAX_RAW_EDGES
 from farm.spec import AVAILABLE_OPS, INPUT, OUTPUT
 
 NUM_VERTICES = 7
@@ -35,15 +42,36 @@ def spec_from_vector(vector: np.ndarray | list[int]) -> ModelSpec:
     return ModelSpec(matrix, ops)
 
 
-def vector_from_spec(spec: ModelSpec) -> np.ndarray:
-    """The vector of a spec's *original* 7x7 matrix and ops."""
-    matrix = np.asarray(spec.original_matrix)
-    ops = [AVAILABLE_OPS.index(op) for op in spec.original_ops[1:-1]]
-    return np.concatenate([matrix[_ROWS, _COLS], ops]).astype(np.int64)
-
-
 def random_vector(rng: np.random.Generator) -> np.ndarray:
+    """Every decision uniform, as ConfigSpace's sample_configuration over NASCifar10A's space."""
     return rng.integers(0, CARDINALITIES)
+
+
+def reference_valid(vector: np.ndarray, is_valid) -> bool:
+    """NASCifar10A.objective_function's rule: at most 9 edges in the raw matrix, and a graph the
+    API accepts (input connected to output; the pruned graph can only have fewer edges)."""
+    if int(np.sum(vector[:EDGE_SPOTS])) > MAX_RAW_EDGES.value:
+        return False
+    return bool(is_valid(spec_from_vector(vector)))
+
+
+def objective(env, vector: np.ndarray, epochs: int | None = None) -> float:
+    """Validation error of an encoding as the experiment scripts' benchmark returns it: an invalid
+    one scores error 1 without a query, so it costs no training time; a valid one is queried
+    (one sampled repeat, its training time charged)."""
+    if not reference_valid(vector, env.is_valid):
+        return INVALID_ERROR.value
+    return 1.0 - env.query(spec_from_vector(vector), epochs=epochs)["validation_accuracy"]
+
+
+def mutate_one_parameter(vector: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """run_regularized_evolution.py's mutate_arch: one of the 26 parameters, chosen uniformly,
+    changed to one of its other values, chosen uniformly (no redraw on invalid children)."""
+    child = vector.copy()
+    dim = int(rng.integers(DIMENSIONS))
+    others = [value for value in range(int(CARDINALITIES[dim])) if value != vector[dim]]
+    child[dim] = others[int(rng.integers(len(others)))]
+    return child
 
 
 def random_spec(rng: random.Random, is_valid) -> ModelSpec:

@@ -1,9 +1,18 @@
 """Random search, regularized evolution and REINFORCE, as in the paper's comparison (section 5).
 
-RS and RE follow the official notebook (random_spec / mutate_spec over the original matrix,
-population 50, tournament 10, mutation rate 1.0). REINFORCE is the paper's controller: one
-independent categorical distribution (logits) per decision -- 21 edges, 5 ops --, sampled, rewarded
-with the validation accuracy, updated by the policy gradient against a moving-average baseline.
+- ``rs`` and ``re`` follow the official notebook line for line (random_spec / mutate_spec over the
+  original matrix, redrawn until ``nasbench.is_valid``; population 50, tournament 10 drawn without
+  replacement, mutation rate 1.0).
+- ``re_script`` is regularized evolution as in the benchmark authors' experiment script
+  (run_regularized_evolution.py): population 100, a sample of 10 drawn *with* replacement, a
+  mutation that changes exactly one of the 26 parameters, and the scripts' validity rule (an
+  invalid cell joins the population with error 1 and costs nothing).
+- ``reinforce`` is run_rl.py's controller: one independent categorical distribution (logits) per
+  decision, sampled until the reward (validation accuracy) exceeds 0.001, a bias-corrected
+  exponential moving-average baseline updated with the reward before the advantage is taken,
+  and plain gradient ascent on the logits.
+
+Every default comes from :mod:`farm.search.settings`, which names its source.
 """
 
 from __future__ import annotations
@@ -13,8 +22,30 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from farm.search.encoding import CARDINALITIES, DIMENSIONS, mutate_spec, random_spec, spec_from_vector
+from farm.search.encoding import (
+    CARDINALITIES,
+    DIMENSIONS,
+    mutate_one_parameter,
+    mutate_spec,
+    objective,
+    random_spec,
+    random_vector,
+)
 from farm.search.harness import SearchEnv
+from farm.search.settings import (
+    RE_NOTEBOOK_MUTATION_RATE,
+    RE_NOTEBOOK_POPULATION,
+    RE_NOTEBOOK_TOURNAMENT,
+    RE_SCRIPT_POPULATION,
+    RE_SCRIPT_SAMPLE,
+    REINFORCE_LEARNING_RATE,
+    REINFORCE_MIN_REWARD,
+    REINFORCE_MOMENTUM,
+)
+
+# Invalid encodings cost nothing, so a run that only ever drew invalid ones would never end;
+# this many in a row is a bug, not bad luck (the chance of 10^5 in a row at 28% valid is nil).
+_MAX_INVALID_IN_A_ROW = 100_000
 
 
 @dataclass
@@ -31,71 +62,86 @@ class RegularizedEvolution:
     """Real et al. 2019 as in the notebook: age-based removal, tournament selection."""
 
     name: str = "re"
-    population_size: int = 50
-    tournament_size: int = 10
-    mutation_rate: float = 1.0
+    population_size: int = RE_NOTEBOOK_POPULATION.value
+    tournament_size: int = RE_NOTEBOOK_TOURNAMENT.value
+    mutation_rate: float = RE_NOTEBOOK_MUTATION_RATE.value
 
     def run(self, env: SearchEnv) -> None:
         population: collections.deque = collections.deque()
         for _ in range(self.population_size):
             spec = random_spec(env.rng, env.is_valid)
-            population.append((spec, env.query(spec)["validation_accuracy"]))
+            population.append((env.query(spec)["validation_accuracy"], spec))
         while True:
-            candidates = env.rng.sample(list(population), self.tournament_size)
-            parent = max(candidates, key=lambda member: member[1])[0]
+            # The notebook's random_combination: indices without replacement, kept in population
+            # order; sorted(...)[-1] picks the last of equally good candidates.
+            indices = sorted(env.rng.sample(range(len(population)), self.tournament_size))
+            sample = [population[i] for i in indices]
+            parent = sorted(sample, key=lambda member: member[0])[-1][1]
             child = mutate_spec(parent, env.rng, env.is_valid, self.mutation_rate)
-            population.append((child, env.query(child)["validation_accuracy"]))
+            population.append((env.query(child)["validation_accuracy"], child))
+            population.popleft()
+
+
+@dataclass
+class RegularizedEvolutionScript:
+    """run_regularized_evolution.py: ConfigSpace sampling and one-parameter mutations."""
+
+    name: str = "re_script"
+    population_size: int = RE_SCRIPT_POPULATION.value
+    sample_size: int = RE_SCRIPT_SAMPLE.value
+
+    def run(self, env: SearchEnv) -> None:
+        rng = env.np_rng
+        population: collections.deque = collections.deque()
+        invalid_in_a_row = 0
+        while len(population) < self.population_size:
+            vector = random_vector(rng)
+            population.append((-objective(env, vector), vector))  # fitness = -error, as the script
+        while True:
+            sample = [population[env.rng.randrange(len(population))] for _ in range(self.sample_size)]
+            parent = max(sample, key=lambda member: member[0])[1]
+            child = mutate_one_parameter(parent, rng)
+            fitness = -objective(env, child)
+            invalid_in_a_row = invalid_in_a_row + 1 if fitness <= -1.0 else 0
+            if invalid_in_a_row > _MAX_INVALID_IN_A_ROW:
+                raise RuntimeError(f"re_script made {invalid_in_a_row} invalid children in a row")
+            population.append((fitness, child))
             population.popleft()
 
 
 @dataclass
 class Reinforce:
-    """REINFORCE with per-decision categorical logits and an exponential moving-average baseline.
-
-    Invalid samples (pruned graph over 9 edges) are redrawn at no cost and, by default, without
-    an update (``invalid_reward=None``); a number instead rewards them with it. The default
-    learning rate 1.0 was the best of {0.05, 0.1, 0.5, 1, 5, 20} on the synthetic table: rewards
-    are accuracies whose differences are ~0.01, so small rates barely move the logits within a
-    run, and rewarding invalid samples with 0 swamps that signal.
-    """
+    """REINFORCE over per-decision categorical logits, as run_rl.py (REINFORCEOptimizer.step)."""
 
     name: str = "reinforce"
-    learning_rate: float = 1.0
-    baseline_decay: float = 0.95
-    invalid_reward: float | None = None
-    max_invalid_in_a_row: int = 100_000
+    learning_rate: float = REINFORCE_LEARNING_RATE.value
+    momentum: float = REINFORCE_MOMENTUM.value
+    min_reward: float = REINFORCE_MIN_REWARD.value
 
     def run(self, env: SearchEnv) -> None:
         rng = env.np_rng
         width = int(CARDINALITIES.max())
         logits = np.zeros((DIMENSIONS, width))
         mask = np.arange(width)[None, :] < CARDINALITIES[:, None]
-        baseline: float | None = None
         rows = np.arange(DIMENSIONS)
-        invalid_in_a_row = 0
+        numerator = denominator = 0.0  # ExponentialMovingAverage: value = numerator / denominator
         while True:
             shifted = np.where(mask, logits, -np.inf)
             probs = np.exp(shifted - shifted.max(axis=1, keepdims=True))
             probs /= probs.sum(axis=1, keepdims=True)
-            # Inverse-CDF sampling of every decision at once.
-            choice = (probs.cumsum(axis=1) < rng.random((DIMENSIONS, 1))).sum(axis=1)
-            choice = np.minimum(choice, CARDINALITIES - 1)
-            spec = spec_from_vector(choice)
-            valid = env.is_valid(spec)
-            invalid_in_a_row = 0 if valid else invalid_in_a_row + 1
-            if invalid_in_a_row > self.max_invalid_in_a_row:
-                raise RuntimeError(f"REINFORCE drew {invalid_in_a_row} invalid cells in a row")
-            if valid:
-                reward = env.query(spec)["validation_accuracy"]
-                baseline = reward if baseline is None else (
-                    self.baseline_decay * baseline + (1 - self.baseline_decay) * reward
-                )
-            elif self.invalid_reward is None:
-                continue
+            cumulative = probs.cumsum(axis=1)
+            for attempt in range(1, _MAX_INVALID_IN_A_ROW + 1):
+                # Inverse-CDF sampling of every decision at once.
+                choice = np.minimum((cumulative < rng.random((DIMENSIONS, 1))).sum(axis=1), CARDINALITIES - 1)
+                reward = 1.0 - objective(env, choice)
+                if reward > self.min_reward:
+                    break
             else:
-                reward = self.invalid_reward
-            advantage = reward - (baseline if baseline is not None else reward)
-            # d log softmax / d logits = onehot(choice) - probs, per decision.
+                raise RuntimeError(f"REINFORCE drew {attempt} invalid cells in a row")
+            numerator = self.momentum * numerator + (1 - self.momentum) * reward
+            denominator = self.momentum * denominator + (1 - self.momentum)
+            advantage = reward - numerator / denominator
+            # d log p(choice) / d logits = onehot(choice) - probs, per decision.
             gradient = -probs
             gradient[rows, choice] += 1.0
             logits += self.learning_rate * advantage * np.where(mask, gradient, 0.0)
