@@ -24,6 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from db.errors import BadDatabaseURL, translating
+from db.statements.monitoring import PING
 from db.urls import redact
 
 DEFAULT_URL = "sqlite:///nasfarm.db"
@@ -129,7 +130,7 @@ def _ping_when_idle(engine: Engine) -> None:
             return
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("SELECT 1")
+            cursor.execute(PING)
         except Exception:
             # The pool discards this connection and checks out another (up to three tries).
             raise sa.exc.DisconnectionError() from None
@@ -185,4 +186,4 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
 def check_connection(engine: Engine) -> None:
     """Connect once; raises a :class:`db.errors.DatabaseError` subclass saying why it failed."""
     with translating(redact(engine.url)), read_connection(engine) as conn:
-        conn.execute(sa.text("SELECT 1"))
+        conn.execute(sa.text(PING))

@@ -10,12 +10,12 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from db.engine import read_connection, redact
+from db.dialect import dialect_of
+from db.engine import read_connection
 from db.errors import SchemaOutdated, translating
+from db.urls import redact
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-# Any constant: serialises concurrent `nasfarm db upgrade` runs against one PostgreSQL database.
-_PG_MIGRATION_LOCK = 7_310_101
 
 
 def _config(connection: sa.Connection | None = None) -> Config:
@@ -40,9 +40,9 @@ def current_revision(engine: sa.Engine) -> str | None:
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> str:
     """Create the schema, or bring it up to ``revision``; returns the revision now in place."""
+    dialect = dialect_of(engine)
     with translating(redact(engine.url)), engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+        dialect.run(conn, dialect.lock_migrations)  # concurrent upgrades take turns
         command.upgrade(_config(conn), revision)
         return MigrationContext.configure(conn).get_current_revision() or ""
 

@@ -10,8 +10,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from db.engine import read_connection, redact
+from db.dialect import dialect_of
+from db.engine import read_connection
 from db.errors import UnknownCampaign, translating
+from db.statements import monitoring as sql
+from db.urls import redact
 
 EXAMPLE_QUERIES_FILE = Path(__file__).resolve().parent / "sql" / "example_queries.sql"
 
@@ -30,16 +33,13 @@ def example_queries() -> dict[str, str]:
 
 def nb101_results(engine: sa.Engine, campaign: str | None = None) -> list[dict[str, Any]]:
     """Finished jobs in NAS-Bench-101's shape (adjacency and ops decoded from JSON), by job id."""
-    query = "SELECT * FROM nb101_results"
-    params: dict[str, Any] = {}
+    dialect = dialect_of(engine)
+    params = {"campaign": campaign}
     with translating(redact(engine.url)), read_connection(engine) as conn:
-        if campaign is not None:
-            found = conn.execute(sa.text("SELECT 1 FROM campaigns WHERE name = :c"), {"c": campaign})
-            if found.first() is None:
-                raise UnknownCampaign(f"unknown campaign {campaign!r}")
-            query += " WHERE campaign = :campaign"
-            params["campaign"] = campaign
-        rows = conn.execute(sa.text(query + " ORDER BY job_id"), params).mappings().all()
+        if campaign is not None and conn.execute(dialect.render(sql.CAMPAIGN_EXISTS), params).first() is None:
+            raise UnknownCampaign(f"unknown campaign {campaign!r}")
+        where = "" if campaign is None else "WHERE campaign = :campaign"
+        rows = conn.execute(dialect.render(sql.NB101_RESULTS, where=where), params).mappings().all()
     out = []
     for row in rows:
         record = dict(row)

@@ -31,8 +31,6 @@ metadata = sa.MetaData(
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 JOB_STATUSES = ("pending", "running", "done", "failed", "cancelled")
-# Statuses a job can still leave by itself (the rest change only by a user's retry).
-UNFINISHED_STATUSES = ("pending", "running")
 
 cells = sa.Table(
     "cells",
@@ -85,6 +83,9 @@ jobs = sa.Table(
     sa.Column("lease_node", sa.String(200)),
     sa.Column("claimed_at", sa.Double),
     sa.Column("heartbeat_at", sa.Double),
+    # When the lease lapses unless renewed: claim and heartbeat write now + the owner's TTL, and
+    # the reaper goes by this alone (migration 0004; NULL on leases written before it).
+    sa.Column("lease_expires_at", sa.Double),
     sa.Column("finished_at", sa.Double),
     sa.Column("progress_step", sa.BigInteger),
     sa.Column("progress_epoch", sa.Double),
@@ -104,10 +105,10 @@ sa.Index(
     postgresql_where=jobs.c.status == "pending",
     sqlite_where=jobs.c.status == "pending",
 )
-# The reaper looks only at running jobs, oldest heartbeat first.
+# The reaper looks only at running jobs, by their leases' expiry.
 sa.Index(
-    "ix_jobs_running_heartbeat",
-    jobs.c.heartbeat_at,
+    "ix_jobs_running_lease_expiry",
+    jobs.c.lease_expires_at,
     postgresql_where=jobs.c.status == "running",
     sqlite_where=jobs.c.status == "running",
 )

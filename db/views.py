@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from db.engine import read_connection, redact
+from db.dialect import dialect_of
+from db.engine import read_connection
 from db.errors import translating
+from db.statements import monitoring as sql
+from db.urls import redact
 
 VIEW_NAMES = (
     "campaign_progress",
@@ -27,77 +30,36 @@ VIEW_NAMES = (
     "campaign_eta",  # migration 0003
 )
 
-# compact_job_counts (PostgreSQL): fold the delta rows into one row per (campaign, status) in one
-# statement. Rows inserted meanwhile by other transactions are not in this statement's snapshot,
-# so they are neither deleted nor counted twice.
-_COMPACT_POSTGRESQL = """
-WITH gone AS (
-    DELETE FROM job_counts RETURNING campaign_id, status, n, busy_seconds, attempts
-)
-INSERT INTO job_counts (campaign_id, status, n, busy_seconds, attempts)
-SELECT campaign_id, status, SUM(n), SUM(busy_seconds), SUM(attempts) FROM gone
-GROUP BY campaign_id, status
-HAVING SUM(n) <> 0 OR SUM(busy_seconds) <> 0 OR SUM(attempts) <> 0
-"""
-# compact_job_counts (SQLite): the same in three statements; the caller's write lock keeps them atomic.
-_COMPACT_SQLITE = (
-    """CREATE TEMP TABLE IF NOT EXISTS folded_counts (campaign_id, status, n, busy_seconds, attempts)""",
-    """DELETE FROM temp.folded_counts""",
-    """INSERT INTO temp.folded_counts
-       SELECT campaign_id, status, SUM(n), SUM(busy_seconds), SUM(attempts)
-       FROM job_counts GROUP BY campaign_id, status
-       HAVING SUM(n) <> 0 OR SUM(busy_seconds) <> 0 OR SUM(attempts) <> 0""",
-    """DELETE FROM job_counts""",
-    """INSERT INTO job_counts (campaign_id, status, n, busy_seconds, attempts)
-       SELECT campaign_id, status, n, busy_seconds, attempts FROM temp.folded_counts""",
-)
-
 
 def compact_job_counts(conn: sa.Connection, *, min_rows: int = 0) -> int:
     """Fold ``job_counts`` to one row per (campaign, status) if it has more than ``min_rows``
     rows; returns the rows it had."""
-    rows = conn.execute(sa.text("SELECT COUNT(*) FROM job_counts")).scalar_one()
-    if rows <= min_rows:
-        return rows
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text(_COMPACT_POSTGRESQL))
-    else:
-        for statement in _COMPACT_SQLITE:
-            conn.execute(sa.text(statement))
+    dialect = dialect_of(conn)
+    rows = conn.execute(dialect.render(sql.COUNT_JOB_COUNT_ROWS)).scalar_one()
+    if rows > min_rows:
+        dialect.run(conn, dialect.compact_job_counts)
     return rows
 
 
 def recount(engine: sa.Engine) -> None:
     """Rebuild ``job_counts`` from the jobs themselves (a repair; the GPU-seconds are kept)."""
+    dialect = dialect_of(engine)
     with translating(redact(engine.url)), engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("LOCK TABLE jobs IN SHARE MODE"))  # no status changes meanwhile
-        busy = conn.execute(
-            sa.text("SELECT campaign_id, SUM(busy_seconds) FROM job_counts GROUP BY campaign_id")
-        ).all()
-        conn.execute(sa.text("DELETE FROM job_counts"))
-        conn.execute(
-            sa.text(
-                "INSERT INTO job_counts (campaign_id, status, n, busy_seconds, attempts)"
-                " SELECT campaign_id, status, COUNT(*), 0.0, SUM(attempts) FROM jobs"
-                " GROUP BY campaign_id, status"
-            )
-        )
+        dialect.run(conn, dialect.lock_jobs_for_recount)  # no status changes meanwhile
+        busy = conn.execute(dialect.render(sql.BUSY_SECONDS_BY_CAMPAIGN)).all()
+        conn.execute(dialect.render(sql.DELETE_JOB_COUNTS))
+        conn.execute(dialect.render(sql.COUNT_JOBS_INTO_JOB_COUNTS))
         for campaign_id, seconds in busy:
             conn.execute(
-                sa.text(
-                    "INSERT INTO job_counts (campaign_id, status, n, busy_seconds)"
-                    " VALUES (:c, 'running', 0, :s)"
-                ),
-                {"c": campaign_id, "s": float(seconds or 0.0)},
+                dialect.render(sql.KEEP_BUSY_SECONDS),
+                {"campaign_id": campaign_id, "seconds": float(seconds or 0.0)},
             )
 
 
 def campaign_progress(engine: sa.Engine, campaigns: list[str] | None = None) -> list[dict]:
     """Rows of the ``campaign_progress`` view (all campaigns, or the named ones), by campaign id."""
     with translating(redact(engine.url)), read_connection(engine) as conn:
-        statement = sa.text("SELECT * FROM campaign_progress ORDER BY campaign_id")
-        rows = [dict(r) for r in conn.execute(statement).mappings()]
+        rows = [dict(r) for r in conn.execute(dialect_of(conn).render(sql.CAMPAIGN_PROGRESS)).mappings()]
     if campaigns is not None:
         wanted = set(campaigns)
         rows = [r for r in rows if r["campaign"] in wanted]
@@ -119,14 +81,14 @@ def read_view(
     """Rows of one of the documented views (``VIEW_NAMES``), optionally for some campaigns only."""
     if view not in VIEW_NAMES:
         raise ValueError(f"unknown view {view!r}")
-    where, params = "", {}
+    fragments = {"view": view, "order": _ORDERS.get(view, "campaign"), "where": "", "limit": ""}
+    params: dict[str, object] = {}
+    expanding: tuple[str, ...] = ()
     if campaigns:
-        names = {f"c{i}": name for i, name in enumerate(campaigns)}
-        where = " WHERE campaign IN (" + ", ".join(f":{k}" for k in names) + ")"
-        params.update(names)
-    sql = f"SELECT * FROM {view}{where} ORDER BY {_ORDERS.get(view, 'campaign')}"
+        fragments["where"], params["campaigns"] = "WHERE campaign IN :campaigns", list(campaigns)
+        expanding = ("campaigns",)
     if limit is not None:
-        sql += " LIMIT :limit"
-        params["limit"] = int(limit)
+        fragments["limit"], params["limit"] = "LIMIT :limit", int(limit)
+    statement = dialect_of(engine).render(sql.READ_VIEW, expanding=expanding, **fragments)
     with translating(redact(engine.url)), read_connection(engine) as conn:
-        return [dict(r) for r in conn.execute(sa.text(sql), params).mappings()]
+        return [dict(r) for r in conn.execute(statement, params).mappings()]

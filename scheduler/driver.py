@@ -261,7 +261,7 @@ class Driver:
         self._flush_hand_backs()
         if now >= self.next_reap:
             self.next_reap = now + self.reap_every_s
-            reaped = self._db(lambda: self.queue.reap(self.opts.lease_ttl_s), "reap", 0)
+            reaped = self._db(lambda: self.queue.reap(legacy_ttl_s=self.opts.lease_ttl_s), "reap", 0)
             if reaped:
                 log.warning("reaped %d expired lease(s)", reaped)
         if now >= self.next_beat and self.buffer:
@@ -274,7 +274,8 @@ class Driver:
             self.buffer = kept
 
     def _beat_prefetched(self, job: ClaimedJob) -> bool:
-        alive = self._db(lambda: self.queue.heartbeat(job.job_id, job.lease_token),
+        alive = self._db(lambda: self.queue.heartbeat(job.job_id, job.lease_token,
+                                                      lease_ttl_s=self.opts.lease_ttl_s),
                          "heartbeat (prefetched)", True)
         if not alive:
             log.warning("prefetched job %d lost its lease", job.job_id)
@@ -302,8 +303,9 @@ class Driver:
         campaigns = self.campaigns or None
         if self.grouped:
             return self.queue.claim_groups(wanted, self.owner, campaigns=campaigns,
-                                           max_group=MAX_FUSED_REPEATS)
-        return [[job] for job in self.queue.claim(wanted, self.owner, campaigns=campaigns)]
+                                           max_group=MAX_FUSED_REPEATS, lease_ttl_s=self.opts.lease_ttl_s)
+        return [[job] for job in self.queue.claim(wanted, self.owner, campaigns=campaigns,
+                                                  lease_ttl_s=self.opts.lease_ttl_s)]
 
     def _idle_slots(self) -> list[IdleWorker]:
         return [IdleWorker(worker, worker.device) for worker in self.fleet.idle()]

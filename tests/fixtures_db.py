@@ -125,15 +125,16 @@ def drain_worker(url: str, owner: str, batch: int, start, out) -> None:
     engine.dispose()
 
 
-def claim_and_hang(url: str, owner: str, ready) -> None:
-    """Process body: claim one job, heartbeat once, report it, then hang until killed."""
+def claim_and_hang(url: str, owner: str, ready, lease_ttl_s: float = 120.0) -> None:
+    """Process body: claim one job with a lease of ``lease_ttl_s``, heartbeat once, report it,
+    then hang until killed."""
     import time
 
     from db.engine import make_engine
     from db.queue import JobQueue
 
     queue = JobQueue(make_engine(url))
-    jobs = queue.claim(1, owner)
+    jobs = queue.claim(1, owner, lease_ttl_s=lease_ttl_s)
     if jobs:
         queue.start_attempt(jobs[0].job_id, jobs[0].lease_token, node="node-a", resumed_from_epoch=0.0)
         queue.heartbeat(jobs[0].job_id, jobs[0].lease_token, step=1, epoch=0.1)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import multiprocessing
 import re
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
 
-from db import statements as q
 from db.campaigns import create_campaign
+from db.dialect import POSTGRESQL, SQLITE
 from db.engine import make_engine
 from db.errors import UnknownCampaign
 from db.migrate import upgrade
@@ -123,10 +124,11 @@ def test_each_job_of_a_group_lives_on_its_own(db_engine):
         (first.job_id, "done", 1), (second.job_id, "pending", 1), (third.job_id, "pending", 0)
     ]
     # the two left come back together, each with its own attempt count
-    (again,) = queue.claim_groups(1, "w2")
+    (again,) = queue.claim_groups(1, "w2", lease_ttl_s=0.01)
     assert [(j.job_id, j.attempt) for j in again] == [(second.job_id, 2), (third.job_id, 1)]
     assert not queue.heartbeat(second.job_id, second.lease_token)  # the old lease is gone
-    assert queue.reap(-1) == 2  # the reaper takes them back one by one
+    time.sleep(0.05)
+    assert queue.reap() == 2  # the reaper takes them back one by one
     assert [e["kind"] for e in queue.history(second.job_id)] == ["claim", "start", "end", "claim", "reap"]
 
 
@@ -255,10 +257,10 @@ def test_sqlite_finds_the_siblings_through_the_unique_index(sqlite_url):
     engine = make_engine(sqlite_url)
     upgrade(engine)
     _campaign(engine, n_cells=20)
-    statement = q.render(q.CLAIM_GROUP_SQLITE, "sqlite", campaign_filter="")
+    statement = SQLITE.render(SQLITE.claim_group, campaign_filter="")
     with engine.connect() as conn:
         plan = [r[3] for r in conn.execute(sa.text("EXPLAIN QUERY PLAN " + statement.text),
-                                           {"owner": "w", "max_group": 3})]
+                                           {"owner": "w", "max_group": 3, "lease_ttl": 60.0})]
     # the UNIQUE constraint's index (SQLite names it itself), searched on the cell's three columns
     assert ("SEARCH sibling USING INDEX sqlite_autoindex_jobs_1"
             " (campaign_id=? AND cell_hash=? AND epochs=?)") in plan, plan
@@ -283,13 +285,13 @@ def test_the_siblings_are_found_through_the_unique_index(pg_url):
         ))
         conn.execute(sa.text("ANALYZE jobs"))
     statements = [
-        (q.render(q.CLAIM_GROUP_POSTGRESQL, "postgresql", campaign_filter=""), {}),
-        (q.render(q.CLAIM_GROUP_POSTGRESQL, "postgresql", campaign_filter="AND campaign_id = :campaign_id"),
+        (POSTGRESQL.render(POSTGRESQL.claim_group, campaign_filter=""), {}),
+        (POSTGRESQL.render(POSTGRESQL.claim_group, campaign_filter="AND campaign_id = :campaign_id"),
          {"campaign_id": 2}),
     ]
     with engine.begin() as conn:
         for statement, extra in statements:
-            plan = _plan(conn, statement, {"owner": "w", "max_group": 3, **extra})
+            plan = _plan(conn, statement, {"owner": "w", "max_group": 3, "lease_ttl": 60.0, **extra})
             scan, condition = _sibling_scan(plan)
             assert f"Index Scan using {UNIQUE_INDEX} on jobs sibling" in scan, plan
             # looked up by all three columns of the lead's cell (casts and brackets aside)
@@ -299,7 +301,7 @@ def test_the_siblings_are_found_through_the_unique_index(pg_url):
         # The check can fail: without the unique index the siblings are searched for among all
         # the campaign's pending jobs (its claim index, filtered), not looked up by cell.
         conn.execute(sa.text(f"ALTER TABLE jobs DROP CONSTRAINT {UNIQUE_INDEX}"))
-        plan = _plan(conn, statements[0][0], {"owner": "w", "max_group": 3})
+        plan = _plan(conn, statements[0][0], {"owner": "w", "max_group": 3, "lease_ttl": 60.0})
         scan, condition = _sibling_scan(plan)
         assert UNIQUE_INDEX not in scan and "cell_hash" not in condition, plan
         conn.rollback()

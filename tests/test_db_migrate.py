@@ -71,3 +71,42 @@ def test_db_init_on_a_fresh_file(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert f"revision {head_revision()}" in result.output
     assert (tmp_path / "farm.db").exists()
+
+
+def test_upgrading_keeps_running_leases_and_judges_them_by_their_heartbeat(db_url):
+    """Leases written by a driver at schema 0003 have no expiry: after `nasfarm db upgrade` the
+    reaper judges them by their last heartbeat and its own TTL (as 0003 did), and a current
+    worker's next heartbeat gives them one."""
+    from db.campaigns import create_campaign
+    from db.dialect import dialect_of
+    from db.queue import JobQueue
+    from farm.config import SMOKE
+    from tests.fixtures_db import random_cells
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0003")
+    create_campaign(engine, "old", random_cells(3, seed=7), epochs=(4,), repeats=1, profile=SMOKE.to_dict(),
+                    order="as-given")
+    now = dialect_of(engine).now
+    with engine.begin() as conn:  # what a 0003 claim and heartbeats left: silent 100 s, and 10 s
+        for job_id, silent in ((1, 100), (2, 10)):
+            conn.execute(sa.text(
+                f"UPDATE jobs SET status = 'running', attempts = 1, lease_owner = 'old-driver',"
+                f" lease_token = 't{job_id}', claimed_at = {now} - 200, heartbeat_at = {now} - :silent"
+                " WHERE id = :id"), {"id": job_id, "silent": silent})
+    result = CliRunner().invoke(main, ["db", "upgrade", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    assert current_revision(engine) == head_revision()
+
+    queue = JobQueue(engine, backoff_base=0)
+    assert queue.job(1)["lease_expires_at"] is None and queue.job(2)["lease_expires_at"] is None
+    assert queue.reap(legacy_ttl_s=60.0) == 1
+    assert queue.job(1)["status"] == "pending" and queue.job(2)["status"] == "running"
+    assert queue.job(1)["last_error"] == "lease expired: no heartbeat from old-driver for 60 s"
+    assert queue.heartbeat(2, "t2")  # a heartbeat without a TTL keeps the lease's (none)
+    assert queue.job(2)["lease_expires_at"] is None
+    assert queue.heartbeat(2, "t2", lease_ttl_s=30.0)
+    row = queue.job(2)
+    assert row["lease_expires_at"] - row["heartbeat_at"] == pytest.approx(30.0, abs=1e-3)
+    assert queue.reap(legacy_ttl_s=0.0) == 0  # now judged by its expiry alone
+    engine.dispose()

@@ -37,9 +37,9 @@ def _rows(engine, sql, **params):
 
 
 def _db_now(engine) -> float:
-    from db.statements import _DIALECT_SNIPPETS
+    from db.dialect import dialect_of
 
-    return _rows(engine, "SELECT " + _DIALECT_SNIPPETS[engine.dialect.name]["now"])[0][0]
+    return _rows(engine, "SELECT " + dialect_of(engine).now)[0][0]
 
 
 def test_claim_returns_jobs_in_campaign_order_with_everything_needed(db_engine):
@@ -111,9 +111,9 @@ def test_complete_stores_one_result_and_the_history(db_engine):
 def test_a_reaped_lease_can_write_nothing(db_engine):
     _campaign(db_engine, n_cells=1, epochs=(4,), repeats=1)
     queue = JobQueue(db_engine, backoff_base=0)
-    old = queue.claim(1, "slow-worker")[0]
+    old = queue.claim(1, "slow-worker", lease_ttl_s=0.01)[0]
     time.sleep(0.05)
-    assert queue.reap(0.01) == 1
+    assert queue.reap() == 1
     token = old.lease_token
     assert not queue.heartbeat(old.job_id, token, step=1)
     assert not queue.complete(old.job_id, token, fake_result(old))
@@ -188,7 +188,7 @@ def test_reaper_takes_back_a_killed_worker_job_and_fails_it_at_max_attempts(db_e
     ttl = 0.5
     for attempt in (1, 2):
         ready = context.Queue()
-        worker = context.Process(target=claim_and_hang, args=(db_url, f"doomed-{attempt}", ready))
+        worker = context.Process(target=claim_and_hang, args=(db_url, f"doomed-{attempt}", ready, ttl))
         worker.start()
         try:
             assert ready.get(timeout=60) == 1
@@ -198,9 +198,9 @@ def test_reaper_takes_back_a_killed_worker_job_and_fails_it_at_max_attempts(db_e
         finally:
             if worker.is_alive():
                 worker.kill()
-        assert queue.reap(ttl) == 0  # the lease has not expired yet
+        assert queue.reap() == 0  # the lease has not expired yet
         time.sleep(ttl + 0.1)
-        assert queue.reap(ttl) == 1
+        assert queue.reap() == 1
         row = queue.job(1)
         assert row["attempts"] == attempt and row["lease_token"] is None
         if attempt == 1:
@@ -263,3 +263,69 @@ def test_counts_agree_with_the_jobs_table(db_engine):
     assert _rows(db_engine, "SELECT COUNT(*) FROM job_counts")[0][0] <= 5
     assert queue.counts() == truth()
     assert _rows(db_engine, "SELECT attempts FROM campaign_progress") == [(10,)]
+
+
+def test_a_short_lease_ttl_never_reaps_a_longer_ones_healthy_leases_yet_reaps_an_expired_one(db_engine):
+    """Two drivers on one campaign, started with --lease-ttl 0.5 and 4. The long one heartbeats its
+    healthy leases at its TTL/4 (every second: twice the short TTL of silence between beats); the
+    short one reaps at its TTL/4. Only the lease whose own expiry passed -- its worker died -- is
+    reaped, and not before that expiry."""
+    _campaign(db_engine, n_cells=2, epochs=(4,), repeats=2)  # 4 jobs
+    short_ttl, long_ttl = 0.5, 4.0
+    short_driver = JobQueue(db_engine, backoff_base=0)
+    long_driver = JobQueue(db_engine, backoff_base=0)
+    healthy = long_driver.claim(2, "driver-long", lease_ttl_s=long_ttl)
+    (abandoned,) = long_driver.claim(1, "driver-long", lease_ttl_s=long_ttl)  # never heartbeats again
+    (own,) = short_driver.claim(1, "driver-short", lease_ttl_s=short_ttl)
+    for job, ttl in ((healthy[0], long_ttl), (own, short_ttl)):  # the lease carries its owner's TTL
+        row = short_driver.job(job.job_id)
+        assert row["lease_expires_at"] - row["heartbeat_at"] == pytest.approx(ttl, abs=1e-3)
+
+    started = time.monotonic()
+    next_long_beat = started + long_ttl / 4
+    reaped = []
+    while time.monotonic() - started < long_ttl + 1.5:
+        if time.monotonic() >= next_long_beat:
+            for job in healthy:
+                assert long_driver.heartbeat(job.job_id, job.lease_token, step=1, lease_ttl_s=long_ttl)
+            next_long_beat = time.monotonic() + long_ttl / 4
+        reaped.append(short_driver.reap())
+        time.sleep(short_ttl / 4)
+
+    # The short driver's own lease (never renewed) and the abandoned one expired; nothing else.
+    assert sum(reaped) == 2
+    for job in healthy:
+        row = short_driver.job(job.job_id)
+        assert (row["status"], row["lease_token"], row["lease_owner"]) == ("running", job.lease_token,
+                                                                           "driver-long")
+    row = short_driver.job(abandoned.job_id)
+    assert (row["status"], row["lease_token"]) == ("pending", None)
+    assert row["last_error"] == "lease expired: no heartbeat from driver-long for 4 s"
+    claim, reap = short_driver.history(abandoned.job_id)
+    assert (claim["kind"], reap["kind"]) == ("claim", "reap")
+    assert reap["at"] - claim["at"] >= long_ttl  # on the database's clock: not before it expired
+    assert [e["kind"] for e in short_driver.history(own.job_id)] == ["claim", "reap"]
+    assert not long_driver.heartbeat(abandoned.job_id, abandoned.lease_token, lease_ttl_s=long_ttl)
+
+
+def test_writes_that_prove_the_lease_alive_renew_it_for_its_own_ttl(db_engine):
+    _campaign(db_engine, n_cells=1, epochs=(4,), repeats=1)
+    queue = JobQueue(db_engine)
+    (job,) = queue.claim(1, "w", lease_ttl_s=30.0)
+
+    def ttl():
+        row = queue.job(job.job_id)
+        return row["lease_expires_at"] - row["heartbeat_at"]
+
+    before = queue.job(job.job_id)["lease_expires_at"]
+    time.sleep(0.05)
+    assert queue.start_attempt(job.job_id, job.lease_token, node="n", resumed_from_epoch=0.0)
+    assert ttl() == pytest.approx(30.0, abs=1e-3) and queue.job(job.job_id)["lease_expires_at"] > before
+    assert queue.set_checkpoint(job.job_id, job.lease_token, "/ckpt")
+    assert ttl() == pytest.approx(30.0, abs=1e-3)
+    assert queue.heartbeat(job.job_id, job.lease_token)  # no TTL named: the lease keeps its own
+    assert ttl() == pytest.approx(30.0, abs=1e-3)
+    assert queue.heartbeat(job.job_id, job.lease_token, lease_ttl_s=600.0)  # the owner's TTL wins
+    assert ttl() == pytest.approx(600.0, abs=1e-3)
+    assert queue.complete(job.job_id, job.lease_token, fake_result(job))
+    assert queue.job(job.job_id)["lease_expires_at"] is None

@@ -9,11 +9,11 @@ import pytest
 import sqlalchemy as sa
 
 from db.campaigns import create_campaign
+from db.dialect import POSTGRESQL
 from db.engine import make_engine
 from db.migrate import upgrade
 from db.queue import JobQueue
 from db.results import example_queries, nb101_results
-from db.statements import CLAIM_JOBS_POSTGRESQL, render
 from farm.config import SMOKE
 from tests.fixtures_db import fake_result, random_cells
 
@@ -130,18 +130,43 @@ def test_claim_uses_the_pending_index_and_never_scans_jobs(pg_url):
             " FROM generate_series(1, 200000) AS i"
         ))
         conn.execute(sa.text("ANALYZE jobs"))
-    unfiltered = render(CLAIM_JOBS_POSTGRESQL, "postgresql", campaign_filter="")
-    filtered = render(CLAIM_JOBS_POSTGRESQL, "postgresql", campaign_filter="AND campaign_id = :campaign_id")
+    unfiltered = POSTGRESQL.render(POSTGRESQL.claim_jobs, campaign_filter="")
+    filtered = POSTGRESQL.render(POSTGRESQL.claim_jobs, campaign_filter="AND campaign_id = :campaign_id")
     with engine.begin() as conn:
-        plan = _plan(conn, unfiltered, {"n": 4, "owner": "w"})
+        plan = _plan(conn, unfiltered, {"n": 4, "owner": "w", "lease_ttl": 60.0})
         assert "ix_jobs_claim" in plan and "Seq Scan on jobs" not in plan, plan
-        plan = _plan(conn, filtered, {"n": 4, "owner": "w", "campaign_id": 1})
+        plan = _plan(conn, filtered, {"n": 4, "owner": "w", "lease_ttl": 60.0, "campaign_id": 1})
         assert "ix_jobs_campaign_claim" in plan and "Seq Scan on jobs" not in plan, plan
         # The check can fail: without the partial indexes the planner scans the table.
         conn.execute(sa.text("DROP INDEX ix_jobs_claim"))
         conn.execute(sa.text("DROP INDEX ix_jobs_campaign_claim"))
-        assert "Seq Scan on jobs" in _plan(conn, unfiltered, {"n": 4, "owner": "w"})
+        assert "Seq Scan on jobs" in _plan(conn, unfiltered, {"n": 4, "owner": "w", "lease_ttl": 60.0})
         conn.rollback()
     queue = JobQueue(engine)
     assert [j.campaign for j in queue.claim(2, "w", campaigns=["small"])] == ["small", "small"]
+    engine.dispose()
+
+
+def test_the_reaper_reads_only_the_running_jobs_index(pg_url):
+    from db.statements import queue as q
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        # 300,000 jobs, 0.1% of them running (some leased before lease_expires_at existed).
+        conn.execute(sa.text(
+            "INSERT INTO jobs (campaign_id, cell_hash, epochs, repeat, seed, status, lease_token,"
+            " heartbeat_at, lease_expires_at) SELECT 1, md5(i::text), 4, 0, i,"
+            " CASE WHEN i % 1000 = 0 THEN 'running' ELSE 'done' END, md5(i::text), 1,"
+            " CASE WHEN i % 2000 = 0 THEN NULL ELSE 5 END FROM generate_series(1, 300000) AS i"
+        ))
+        conn.execute(sa.text("ANALYZE jobs"))
+    expired = POSTGRESQL.render(q.FIND_EXPIRED_LEASES)
+    with engine.begin() as conn:
+        plan = _plan(conn, expired, {"legacy_ttl": 120.0, "batch": 1000})
+        assert "ix_jobs_running_lease_expiry" in plan and "Seq Scan on jobs" not in plan, plan
+        conn.execute(sa.text("DROP INDEX ix_jobs_running_lease_expiry"))  # the check can fail
+        assert "Seq Scan on jobs" in _plan(conn, expired, {"legacy_ttl": 120.0, "batch": 1000})
+        conn.rollback()
+    assert JobQueue(engine).reap() == 300  # the running jobs: their leases expired long ago
     engine.dispose()

@@ -18,7 +18,7 @@ def queue_and_job(farm_db_url, tmp_path):
     harness = Farm(db_url=farm_db_url, storage=tmp_path, data_dir=tmp_path, ray_address="")
     harness.create_campaign("lease", 1)
     queue = JobQueue(harness.engine, backoff_base=0)
-    (job,) = queue.claim(1, "test-owner")
+    (job,) = queue.claim(1, "test-owner", lease_ttl_s=1.0)
     assert queue.start_attempt(job.job_id, job.lease_token, node="here", resumed_from_epoch=0.0)
     yield harness, queue, job
     harness.close()
@@ -28,13 +28,14 @@ def test_heartbeats_keep_the_lease_and_stopping_them_lets_it_expire(queue_and_jo
     from workers.heartbeat import LeaseKeeper
 
     harness, queue, job = queue_and_job
-    keeper = LeaseKeeper(queue, job.job_id, job.lease_token, interval_s=0.2, on_lost=lambda: None).start()
+    keeper = LeaseKeeper(queue, job.job_id, job.lease_token, interval_s=0.2, lease_ttl_s=1.0,
+                         on_lost=lambda: None).start()
     time.sleep(1.5)
-    assert queue.reap(1.0) == 0  # a TTL of 1 s, beaten every 0.2 s: still ours
+    assert queue.reap() == 0  # a TTL of 1 s, beaten every 0.2 s: still ours
     assert keeper.close() is True
     assert keeper.beats >= 4
     time.sleep(1.3)
-    assert queue.reap(1.0) == 1  # silent for longer than the TTL: reaped
+    assert queue.reap() == 1  # silent for longer than the TTL: reaped
     assert harness.jobs()[0]["status"] == "pending"
 
 

@@ -211,7 +211,8 @@ class FarmWorker:
         ):
             return self._outcome(job, Status.LOST, started_at)
         storage.prepare_location(location)
-        keeper = LeaseKeeper(queue, job.job_id, token, interval_s=self.heartbeat_s).start()
+        keeper = LeaseKeeper(queue, job.job_id, token, interval_s=self.heartbeat_s,
+                             lease_ttl_s=self.settings.lease_ttl_s).start()
         return _Lease(job, train_job, location, resumed_epoch, keeper)
 
     def _train(self, leases: list[_Lease], started_at: float) -> list[JobOutcome]:

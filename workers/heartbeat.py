@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class LeaseQueue(Protocol):
     def heartbeat(self, job_id: int, token: str, *, step: int | None = None,
-                  epoch: float | None = None) -> bool: ...
+                  epoch: float | None = None, lease_ttl_s: float | None = None) -> bool: ...
 
     def record_metrics(self, job_id: int, token: str, event: dict) -> bool: ...
 
@@ -38,12 +38,14 @@ class LeaseKeeper:
         token: str,
         *,
         interval_s: float,
+        lease_ttl_s: float | None = None,
         on_lost: Callable[[], None] | None = None,
     ):
         self.queue = queue
         self.job_id = job_id
         self.token = token
         self.interval_s = interval_s
+        self.lease_ttl_s = lease_ttl_s  # each beat keeps the lease this long (None: its own TTL)
         self.on_lost = on_lost
         self.lost = threading.Event()
         self.beats = 0
@@ -80,7 +82,8 @@ class LeaseKeeper:
 
     def _beat(self) -> None:
         step, epoch = self._progress
-        if self.queue.heartbeat(self.job_id, self.token, step=step, epoch=epoch):
+        if self.queue.heartbeat(self.job_id, self.token, step=step, epoch=epoch,
+                                lease_ttl_s=self.lease_ttl_s):
             self.beats += 1
         else:
             self._mark_lost("heartbeat refused")

@@ -1,28 +1,18 @@
 """The queue's SQL, one named statement per operation, readable on its own.
 
-Written once with two placeholders that differ between the databases:
-- ``{now}``: the database's clock in unix seconds. Every time in the job table comes from the
-  database, never from a worker, so a worker with a skewed clock cannot expire a lease early.
-- ``{new_token}``: a fresh random lease token (128 bits, hex).
-:func:`render` fills them in for a dialect. Bind parameters are ``:name``.
+Placeholders in braces are filled per database by :mod:`db.dialect` (``{now}``: the database's
+clock in unix seconds; ``{new_token}``: a fresh random 128-bit hex lease token; ``{for_update}`` /
+``{skip_locked}``: row locks, PostgreSQL only). Bind parameters are ``:name``. Where the two
+databases need different statements (PostgreSQL writes several tables in one statement with
+data-modifying CTEs; SQLite runs the follow-up statements in the same transaction), both are here,
+suffixed ``_POSTGRESQL`` / ``_SQLITE``, and the dialect object names the one to use.
+
+The lease: a claim writes ``lease_expires_at = now + :lease_ttl`` with the TTL of the driver that
+claims; every heartbeat moves it to ``now + :lease_ttl`` again (the worker's TTL, or the lease's
+own when none is given). The reaper expires a lease by that column alone, so drivers started with
+different ``--lease-ttl`` never expire each other's healthy leases. Rows leased before the column
+existed (``lease_expires_at IS NULL``) are judged by their last heartbeat and ``:legacy_ttl``.
 """
-
-from __future__ import annotations
-
-from functools import cache
-
-import sqlalchemy as sa
-
-_DIALECT_SNIPPETS = {
-    "postgresql": {
-        "now": "CAST(EXTRACT(EPOCH FROM now()) AS double precision)",
-        "new_token": "replace(CAST(gen_random_uuid() AS text), '-', '')",
-    },
-    "sqlite": {
-        "now": "((julianday('now') - 2440587.5) * 86400.0)",
-        "new_token": "lower(hex(randomblob(16)))",
-    },
-}
 
 # --- claim -------------------------------------------------------------------------------------
 # The claim statements below differ only in which jobs they pick; the lease they write, what they
@@ -33,8 +23,8 @@ _DIALECT_SNIPPETS = {
 _LEASE_COLUMNS = """
     status = 'running', attempts = attempts + 1,
     lease_owner = :owner, lease_token = {new_token}, lease_node = NULL,
-    claimed_at = {now}, heartbeat_at = {now}, finished_at = NULL,
-    progress_step = NULL, progress_epoch = NULL
+    claimed_at = {now}, heartbeat_at = {now}, lease_expires_at = {now} + :lease_ttl,
+    finished_at = NULL, progress_step = NULL, progress_epoch = NULL
 """
 
 # The end of a PostgreSQL claim, after a CTE ``picked`` that locked the ids of the jobs to lease:
@@ -148,29 +138,36 @@ VALUES (:job_id, :attempt, 'claim', :owner, 'running', :at)
 # Every statement below matches (id, lease_token, status = 'running'): a worker whose lease was
 # reaped, released or cancelled matches no row, changes nothing, and is told so (rowcount 0).
 
+# A write by the lease holder that proves it alive renews the lease for the TTL it has (the
+# difference of the two columns; in an UPDATE every right-hand side reads the row's old values).
+_RENEW_LEASE = "lease_expires_at = {now} + (lease_expires_at - heartbeat_at), heartbeat_at = {now}"
+
 # start_attempt (PostgreSQL): the worker began (or resumed) training on a node; logged in the
 # same statement.
 START_ATTEMPT_POSTGRESQL = """
 WITH started AS (
-    UPDATE jobs SET lease_node = :node, heartbeat_at = {now}
+    UPDATE jobs SET lease_node = :node, """ + _RENEW_LEASE + """
     WHERE id = :job_id AND lease_token = :token AND status = 'running'
     RETURNING id, attempts, lease_owner, heartbeat_at
 )
 INSERT INTO job_events (job_id, attempt, kind, owner, node, resumed_from_epoch, status, at)
 SELECT id, attempts, 'start', lease_owner, :node, :resumed_from_epoch, 'running', heartbeat_at
 FROM started
+RETURNING attempt AS attempts, owner AS lease_owner
 """
 
 # start_attempt (SQLite): the same; the event is inserted by INSERT_EVENT next.
-START_ATTEMPT = """
-UPDATE jobs SET lease_node = :node, heartbeat_at = {now}
+START_ATTEMPT_SQLITE = """
+UPDATE jobs SET lease_node = :node, """ + _RENEW_LEASE + """
 WHERE id = :job_id AND lease_token = :token AND status = 'running'
 RETURNING attempts, lease_owner
 """
 
-# heartbeat: the lease is alive; record progress (NULL keeps the previous value). Not logged.
+# heartbeat: the lease is alive until now + :lease_ttl (the heartbeating worker's TTL; NULL keeps
+# the lease's own); record progress (NULL keeps the previous value). Not logged.
 HEARTBEAT = """
 UPDATE jobs SET heartbeat_at = {now},
+    lease_expires_at = {now} + COALESCE(:lease_ttl, lease_expires_at - heartbeat_at),
     progress_step = COALESCE(:step, progress_step),
     progress_epoch = COALESCE(:epoch, progress_epoch)
 WHERE id = :job_id AND lease_token = :token AND status = 'running'
@@ -178,7 +175,7 @@ WHERE id = :job_id AND lease_token = :token AND status = 'running'
 
 # set_checkpoint: where the job's checkpoint lives (kept across attempts for resume).
 SET_CHECKPOINT = """
-UPDATE jobs SET checkpoint_location = :location, heartbeat_at = {now}
+UPDATE jobs SET checkpoint_location = :location, """ + _RENEW_LEASE + """
 WHERE id = :job_id AND lease_token = :token AND status = 'running'
 """
 
@@ -194,9 +191,11 @@ WHERE id = :job_id AND lease_token = :token AND status = 'running'
 
 # complete_job: done, in the transaction that stores the result (INSERT_RESULT). The token stays
 # on the row so that a repeated complete() by the same lease (after an ambiguous commit) is
-# recognised by COMPLETED_BY rather than reported as a lost lease.
-COMPLETE_JOB = """
-UPDATE jobs SET status = 'done', finished_at = {now}, heartbeat_at = {now}, last_error = NULL
+# recognised by COMPLETED_BY rather than reported as a lost lease. (SQLite; the result row and
+# the event are inserted next, in the same transaction.)
+COMPLETE_JOB_SQLITE = """
+UPDATE jobs SET status = 'done', finished_at = {now}, heartbeat_at = {now}, lease_expires_at = NULL,
+    last_error = NULL
 WHERE id = :job_id AND lease_token = :token AND status = 'running'
 RETURNING campaign_id, cell_hash, epochs, repeat, attempts, lease_owner, lease_node, finished_at
 """
@@ -205,7 +204,8 @@ RETURNING campaign_id, cell_hash, epochs, repeat, attempts, lease_owner, lease_n
 # (one round trip, one durable commit).
 COMPLETE_JOB_POSTGRESQL = """
 WITH finished AS (
-    UPDATE jobs SET status = 'done', finished_at = {now}, heartbeat_at = {now}, last_error = NULL
+    UPDATE jobs SET status = 'done', finished_at = {now}, heartbeat_at = {now},
+        lease_expires_at = NULL, last_error = NULL
     WHERE id = :job_id AND lease_token = :token AND status = 'running'
     RETURNING id, campaign_id, cell_hash, epochs, repeat, attempts, lease_owner, lease_node,
               finished_at
@@ -263,7 +263,7 @@ WHERE id = :job_id AND lease_token = :token AND status = 'running'
 END_ATTEMPT = """
 UPDATE jobs SET status = :status, not_before = {now} + :delay, last_error = :error,
     finished_at = CASE WHEN :status = 'pending' THEN NULL ELSE {now} END,
-    lease_token = NULL, lease_owner = NULL, heartbeat_at = NULL
+    lease_token = NULL, lease_owner = NULL, heartbeat_at = NULL, lease_expires_at = NULL
 WHERE id = :job_id AND lease_token = :token AND status = 'running'
 """
 
@@ -271,29 +271,36 @@ WHERE id = :job_id AND lease_token = :token AND status = 'running'
 RELEASE_JOB = """
 UPDATE jobs SET status = 'pending', not_before = 0, attempts = attempts - 1,
     preemptions = preemptions + 1,
-    lease_token = NULL, lease_owner = NULL, heartbeat_at = NULL
+    lease_token = NULL, lease_owner = NULL, heartbeat_at = NULL, lease_expires_at = NULL
 WHERE id = :job_id AND lease_token = :token AND status = 'running'
 """
 
 # --- the reaper ----------------------------------------------------------------------------------
-# find_expired_leases: running jobs whose last heartbeat is older than the TTL (partial index on
-# running jobs' heartbeat_at). PostgreSQL locks them, skipping any another reaper holds.
+# A lease has expired when its expiry has passed -- whoever reaps, whatever their own TTL. A lease
+# written before lease_expires_at existed has none: it expires :legacy_ttl after its last heartbeat.
+_EXPIRED = """(lease_expires_at < {now}
+       OR (lease_expires_at IS NULL AND heartbeat_at < {now} - :legacy_ttl))"""
+
+# find_expired_leases: running jobs whose lease has expired (partial index on running jobs'
+# lease_expires_at), with the TTL their lease had. PostgreSQL locks them, skipping any another
+# reaper holds.
 FIND_EXPIRED_LEASES = """
-SELECT id, attempts, max_attempts, lease_token, lease_owner, lease_node FROM jobs
-WHERE status = 'running' AND heartbeat_at < {now} - :ttl
-ORDER BY heartbeat_at
+SELECT id, attempts, max_attempts, lease_token, lease_owner, lease_node,
+       COALESCE(lease_expires_at - heartbeat_at, :legacy_ttl) AS ttl
+FROM jobs
+WHERE status = 'running' AND """ + _EXPIRED + """
 LIMIT :batch
 {for_update} {skip_locked}
 """
 
-# reap_job: expire one lease -- only if it is still the same lease and still silent (a heartbeat
+# reap_job: expire one lease -- only if it is still the same lease and still expired (a heartbeat
 # that arrived since FIND_EXPIRED_LEASES keeps the job).
 REAP_JOB = """
 UPDATE jobs SET status = :status, not_before = {now} + :delay, last_error = :error,
     finished_at = CASE WHEN :status = 'pending' THEN NULL ELSE {now} END,
-    lease_token = NULL, lease_owner = NULL, heartbeat_at = NULL
+    lease_token = NULL, lease_owner = NULL, heartbeat_at = NULL, lease_expires_at = NULL
 WHERE id = :job_id AND lease_token = :token AND status = 'running'
-  AND heartbeat_at < {now} - :ttl
+  AND """ + _EXPIRED + """
 """
 
 INSERT_EVENT = """
@@ -323,7 +330,7 @@ WHERE status = 'running' AND {selection}
 """
 CANCEL_JOBS = """
 UPDATE jobs SET status = 'cancelled', finished_at = {now},
-    lease_token = NULL, lease_owner = NULL, heartbeat_at = NULL
+    lease_token = NULL, lease_owner = NULL, heartbeat_at = NULL, lease_expires_at = NULL
 WHERE status IN ('pending', 'running') AND {selection}
 """
 
@@ -333,20 +340,10 @@ SELECT status, SUM(n) AS n FROM job_counts {where} GROUP BY status
 """
 
 
-# Prefixed to a PostgreSQL statement sent on its own (autocommit): the statement and the SET run
-# as one implicit transaction, whose commit then does not wait for the disk (see db.queue).
-ASYNC_COMMIT_PREFIX = "SET LOCAL synchronous_commit TO OFF;\n"
-
-
-@cache
-def render(template: str, dialect: str, **fragments: str) -> sa.TextClause:
-    """The statement for ``dialect`` ("postgresql" or "sqlite") with its placeholders filled.
-
-    ``fragments`` fill extra placeholders (fixed SQL fragments such as a filter, never values).
-    """
-    snippets = dict(_DIALECT_SNIPPETS[dialect])
-    # SQLite has no row locks (the writer holds the whole database); PostgreSQL locks the rows read.
-    snippets["for_update"] = "FOR UPDATE" if dialect == "postgresql" else ""
-    snippets["skip_locked"] = "SKIP LOCKED" if dialect == "postgresql" else ""
-    snippets.update(fragments)
-    return sa.text(template.format(**snippets))
+# --- reads -----------------------------------------------------------------------------------------
+# :names, :ids and :hashes are expanding (lists).
+CAMPAIGN_IDS = "SELECT id, name FROM campaigns WHERE name IN :names"
+CAMPAIGN_PROFILES = "SELECT id, name, profile FROM campaigns WHERE id IN :ids"
+CELLS = "SELECT hash, matrix, ops FROM cells WHERE hash IN :hashes"
+JOB = "SELECT * FROM jobs WHERE id = :id"
+JOB_HISTORY = "SELECT * FROM job_events WHERE job_id = :id ORDER BY id"

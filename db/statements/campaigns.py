@@ -1,0 +1,58 @@
+"""Campaigns: the campaign row, its cells and its jobs, written in one transaction, and read back.
+
+Bulk rows go in with COPY on PostgreSQL (streamed, no per-row round trip) and with executemany on
+SQLite; :mod:`db.bulk` runs them and :mod:`db.dialect` picks which. The executemany statements use
+the driver's own ``?`` parameters (they go straight to the sqlite3 cursor: 50,000 rows a call).
+"""
+
+JOB_COLUMNS = "campaign_id, cell_hash, epochs, repeat, seed, max_attempts"
+CELL_COLUMNS = "hash, matrix, ops, vertices, edges, trainable_parameters, flops"
+
+# insert_campaign: ON CONFLICT DO NOTHING: a concurrent creator of the same name waits on the
+# unique index, then finds the row (CAMPAIGN) instead of failing.
+INSERT_CAMPAIGN = """
+INSERT INTO campaigns (name, profile_name, profile, epochs, repeats, seed, job_order, max_attempts,
+                       created_at)
+VALUES (:name, :profile_name, :profile, :epochs, :repeats, :seed, :job_order, :max_attempts,
+        :created_at)
+ON CONFLICT (name) DO NOTHING
+"""
+CAMPAIGN = "SELECT * FROM campaigns WHERE name = :name"
+
+# PostgreSQL: one creator at a time stores cells, so the new ones can be COPYed straight in (any
+# constant key; released at commit). SQLite's single writer needs no lock.
+LOCK_CELLS_POSTGRESQL = "SELECT pg_advisory_xact_lock(7310102)"
+
+# The cells a campaign already has jobs for (a campaign is created whole: such a cell has all).
+CELLS_WITH_JOBS = "SELECT DISTINCT cell_hash FROM jobs WHERE campaign_id = :campaign_id"
+# hash -> flops of stored cells: a few by name (:hashes expanding), or the whole table when the
+# list would be huge (cheaper than sending a 400k-entry IN list).
+STORED_CELLS = "SELECT hash, flops FROM cells WHERE hash IN :hashes"
+ALL_STORED_CELLS = "SELECT hash, flops FROM cells"
+COUNT_CELLS = "SELECT COUNT(*) FROM cells"
+
+# The status-change trigger does not see inserts: the new jobs are counted here.
+COUNT_NEW_JOBS = """
+INSERT INTO job_counts (campaign_id, status, n, busy_seconds) VALUES (:campaign_id, 'pending', :n, 0.0)
+"""
+
+# --- PostgreSQL: COPY ------------------------------------------------------------------------------
+# A campaign created in this transaction has no jobs: COPY straight into jobs. One that exists
+# gets its new jobs through a staging table, so that jobs it has already are skipped, in order.
+COPY_JOBS = f"COPY jobs ({JOB_COLUMNS}) FROM STDIN"
+CREATE_STAGED_JOBS = """
+CREATE TEMP TABLE new_jobs (position bigserial, campaign_id int, cell_hash text, epochs smallint,
+                            repeat smallint, seed bigint, max_attempts int) ON COMMIT DROP
+"""
+COPY_STAGED_JOBS = f"COPY new_jobs ({JOB_COLUMNS}) FROM STDIN"
+INSERT_STAGED_JOBS = f"""
+INSERT INTO jobs ({JOB_COLUMNS}) SELECT {JOB_COLUMNS} FROM new_jobs ORDER BY position
+ON CONFLICT DO NOTHING
+"""
+COPY_CELLS = f"COPY cells ({CELL_COLUMNS}) FROM STDIN"
+
+# --- SQLite: executemany ---------------------------------------------------------------------------
+INSERT_JOBS_SQLITE = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+INSERT_CELLS_SQLITE = f"""
+INSERT INTO cells ({CELL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+"""
