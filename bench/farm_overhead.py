@@ -48,12 +48,12 @@ def near_zero_job(job, data, *, device, checkpoint_path, on_event, should_stop):
 
 
 def make_campaign(url: str, name: str, n_jobs: int) -> None:
-    from db.campaigns import create_campaign
     from db.engine import make_engine
     from db.migrate import upgrade
     from farm.config import SMOKE
     from farm.space import sample_cells
     from farm.spec import cell_from_labels
+    from nasfarm.campaigns import create_campaign
 
     engine = make_engine(url)
     upgrade(engine)

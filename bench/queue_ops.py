@@ -108,12 +108,12 @@ def timed(fn, repeat: int = 5) -> float:
 
 
 def bench(url: str, label: str, args, cells) -> None:
-    from db.campaigns import create_campaign
     from db.engine import make_engine
     from db.migrate import upgrade
     from db.queue import JobQueue
     from db.views import compact_job_counts
     from farm.config import NB101, SMOKE
+    from nasfarm.campaigns import create_campaign
 
     engine = make_engine(url)
     upgrade(engine)

@@ -2,8 +2,9 @@
 
 - :func:`campaign_records` streams a campaign's finished jobs as benchmark records (the source the
   CLI hands to ``farm.api.NASBench`` and to ``nasfarm export``);
-- :func:`import_records` loads published records (e.g. ``nasbench_only108.tfrecord``) as a campaign
-  of done jobs, so that SQL and ``nasfarm compare`` see both tables side by side.
+- :func:`store_records` stores published records (e.g. ``nasbench_only108.tfrecord``) as the results
+  of a campaign's jobs and marks them done, so that SQL and ``nasfarm compare`` see both tables
+  side by side (``nasfarm.campaigns.import_records`` creates that campaign first).
 
 Records come from ``farm.records`` (plain data, no torch/Ray). A record without a repeat index
 (the published files keep it implicit) gets 0, 1, 2... in the order met, per (cell, budget).
@@ -13,36 +14,28 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
 
-from db.campaigns import create_campaign, get_campaign
-from db.engine import redact
+from db.campaigns import get_campaign
+from db.dialect import dialect_of
 from db.errors import translating
+from db.statements import records as sql
+from db.urls import redact
 from farm.nb101_proto import EvaluationData, ModelMetrics
 from farm.records import BenchmarkRecord
-
-_LABEL_OF_OP = {"conv3x3-bn-relu": 0, "conv1x1-bn-relu": 1, "maxpool3x3": 2}
-_METRIC_COLUMNS = (
-    "halfway_training_time", "halfway_train_accuracy", "halfway_validation_accuracy",
-    "halfway_test_accuracy", "final_training_time", "final_train_accuracy",
-    "final_validation_accuracy", "final_test_accuracy",
-)
 
 
 def campaign_records(engine: sa.Engine, campaign: str, *, batch: int = 10_000) -> Iterator[BenchmarkRecord]:
     """The campaign's results, ordered by (cell, budget, repeat), streamed from the server."""
     campaign_id = get_campaign(engine, campaign)["id"]  # UnknownCampaign for a bad name
-    query = sa.text(
-        "SELECT r.cell_hash, r.epochs, r.repeat, r.trainable_parameters, r.total_time, r.evaluations, "
-        + ", ".join(f"r.{c}" for c in _METRIC_COLUMNS)
-        + ", cl.matrix, cl.ops FROM results r JOIN cells cl ON cl.hash = r.cell_hash"
-        " WHERE r.campaign_id = :c ORDER BY r.cell_hash, r.epochs, r.repeat"
-    )
+    query = dialect_of(engine).render(sql.CAMPAIGN_RECORDS)
     with translating(redact(engine.url)), engine.connect() as conn:
-        rows = conn.execution_options(stream_results=True, yield_per=batch).execute(query, {"c": campaign_id})
+        rows = conn.execution_options(stream_results=True, yield_per=batch).execute(
+            query, {"campaign_id": campaign_id}
+        )
         for row in rows:
             yield _record_of_row(row)
 
@@ -88,77 +81,19 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-class _Cell(tuple):
-    """(hash, matrix, labels) in the shape db.campaigns accepts for an enumerated cell."""
-
-    __slots__ = ()
-
-    @property
-    def hash(self) -> str:
-        return self[0]
-
-    @property
-    def matrix(self) -> list[list[int]]:
-        return self[1]
-
-    @property
-    def labels(self) -> list[int]:
-        return self[2]
-
-
-def _cell_of(record: BenchmarkRecord) -> _Cell:
-    raw = record.raw_adjacency
-    size = int(round(len(raw) ** 0.5))
-    matrix = [[int(raw[i * size + j]) for j in range(size)] for i in range(size)]
-    ops = record.raw_operations.split(",")
-    labels = [-1] + [_LABEL_OF_OP[op] for op in ops[1:-1]] + [-2]
-    return _Cell((record.module_hash, matrix, labels))
-
-
-def import_records(
-    engine: sa.Engine,
-    read: Callable[[], Iterable[BenchmarkRecord]],
-    campaign: str = "published",
-    *,
-    profile: dict[str, Any],
-    progress: bool = False,
-    chunk: int = 20_000,
-) -> dict[str, Any]:
-    """Load records as campaign ``campaign`` of done jobs; idempotent (re-import adds nothing).
-
-    ``read`` is called twice (cells and budgets first, then the results), so a multi-GB file is
-    streamed rather than held in memory. Returns the campaign dict plus ``results_added``.
-    """
-    cells: dict[str, _Cell] = {}
-    epochs: set[int] = set()
-    repeats: dict[tuple[str, int], int] = {}
-    for record in read():
-        if record.module_hash not in cells:
-            cells[record.module_hash] = _cell_of(record)
-        epochs.add(int(record.epochs))
-        key = (record.module_hash, int(record.epochs))
-        repeats[key] = repeats.get(key, 0) + 1
-    if not cells:
-        raise ValueError("no records to import")
-    info = create_campaign(
-        engine, campaign, cells.values(), epochs=sorted(epochs), repeats=max(repeats.values()),
-        profile=profile, order="as-given", progress=progress, max_attempts=1,
-    )
-    columns = ("cell_hash", "epochs", "repeat", "trainable_parameters", "total_time", "evaluations",
-               *_METRIC_COLUMNS)
+def store_records(
+    engine: sa.Engine, campaign_id: int, records: Iterable[BenchmarkRecord], *, chunk: int = 20_000
+) -> int:
+    """Store ``records`` as the results of campaign ``campaign_id``'s matching jobs (which must
+    exist) and mark those jobs done; a job with a result already is skipped (re-importing adds
+    nothing). Streams the records in chunks. Returns how many results were added."""
+    dialect = dialect_of(engine)
+    insert = dialect.render(sql.INSERT_IMPORT_ROW)
     seen: dict[tuple[str, int], int] = {}
-    added = 0
     with translating(redact(engine.url)), engine.begin() as conn:
-        conn.execute(sa.text(
-            "CREATE TEMPORARY TABLE nb101_import (cell_hash VARCHAR(32), epochs SMALLINT, repeat SMALLINT,"
-            " trainable_parameters BIGINT, total_time DOUBLE PRECISION, evaluations TEXT, "
-            + ", ".join(f"{c} DOUBLE PRECISION" for c in _METRIC_COLUMNS) + ")"
-        ))
-        insert = sa.text(
-            f"INSERT INTO nb101_import ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
-        )
+        conn.execute(dialect.render(sql.CREATE_IMPORT_TABLE))
         rows: list[dict[str, Any]] = []
-        for record in read():
+        for record in records:
             key = (record.module_hash, int(record.epochs))
             repeat = record.repeat if record.repeat is not None else seen.get(key, 0)
             seen[key] = seen.get(key, 0) + 1
@@ -168,22 +103,11 @@ def import_records(
                 rows.clear()
         if rows:
             conn.execute(insert, rows)
-        now = time.time()
-        added = conn.execute(sa.text(
-            f"INSERT INTO results (job_id, campaign_id, attempt, created_at, {', '.join(columns)})"
-            f" SELECT j.id, j.campaign_id, 1, :now, {', '.join('s.' + c for c in columns)}"
-            " FROM nb101_import s JOIN jobs j ON j.campaign_id = :c AND j.cell_hash = s.cell_hash"
-            " AND j.epochs = s.epochs AND j.repeat = s.repeat"
-            " WHERE NOT EXISTS (SELECT 1 FROM results r WHERE r.job_id = j.id)"
-        ), {"c": info["id"], "now": now}).rowcount
-        # The status trigger keeps job_counts right; attempts = 1 records the published run.
-        conn.execute(sa.text(
-            "UPDATE jobs SET status = 'done', attempts = 1, finished_at = :now"
-            " WHERE campaign_id = :c AND status <> 'done'"
-            " AND EXISTS (SELECT 1 FROM results r WHERE r.job_id = jobs.id)"
-        ), {"c": info["id"], "now": now})
-        conn.execute(sa.text("DROP TABLE nb101_import"))
-    return {**info, "results_added": added}
+        params = {"campaign_id": campaign_id, "now": time.time()}
+        added = conn.execute(dialect.render(sql.STORE_IMPORTED_RESULTS), params).rowcount
+        conn.execute(dialect.render(sql.MARK_IMPORTED_DONE), params)
+        conn.execute(dialect.render(sql.DROP_IMPORT_TABLE))
+    return added
 
 
 def _import_row(record: BenchmarkRecord, repeat: int) -> dict[str, Any]:

@@ -122,10 +122,10 @@ class Farm:
         """
         from dataclasses import replace
 
-        from db.campaigns import create_campaign
         from farm.config import SMOKE
         from farm.space import sample_cells
         from farm.spec import cell_from_labels
+        from nasfarm.campaigns import create_campaign
 
         profile = SMOKE if checkpoint_every_epochs is None else replace(
             SMOKE, checkpoint_every_epochs=checkpoint_every_epochs)

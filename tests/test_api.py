@@ -317,9 +317,9 @@ def _complete_all_but_one(engine, campaign: str) -> dict[tuple[str, int, int], d
 def test_campaign_export_import_and_compare(db_engine, tmp_path) -> None:
     from click.testing import CliRunner
 
-    from db.campaigns import create_campaign
     from db.nb101_io import campaign_records
     from farm.config import SMOKE
+    from nasfarm.campaigns import create_campaign
     from nasfarm.cli import main
     from tests.fixtures_db import random_cells
 
@@ -373,7 +373,6 @@ def test_campaign_export_import_and_compare(db_engine, tmp_path) -> None:
 def test_api_answers_for_a_finished_smoke_campaign(sqlite_url, synthetic_cifar, one_torch_thread, tmp_path):
     """A real (tiny) campaign: cells trained by farm.train on synthetic CIFAR, completed through the
     job queue; the API over the campaign and over its tfrecord export return the trained numbers."""
-    from db.campaigns import create_campaign
     from db.engine import make_engine
     from db.migrate import upgrade
     from db.nb101_io import campaign_records
@@ -383,6 +382,7 @@ def test_api_answers_for_a_finished_smoke_campaign(sqlite_url, synthetic_cifar, 
     from farm.records import write_file as write_records
     from farm.spec import Cell
     from farm.train import TrainJob, train
+    from nasfarm.campaigns import create_campaign
 
     engine = make_engine(sqlite_url)
     upgrade(engine)

@@ -8,9 +8,10 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from db.campaigns import create_campaign, get_campaign, job_seed
+from db.campaigns import get_campaign
 from farm.config import SMOKE
 from farm.cost import forward_flops, trainable_parameters
+from nasfarm.campaigns import create_campaign, job_seed
 from nasfarm.cli import main
 from tests.fixtures_db import random_cells
 
@@ -56,8 +57,8 @@ def test_creating_twice_adds_nothing_and_more_cells_add_only_their_jobs(db_engin
 @pytest.mark.parametrize("helper_process", [False, True], ids=["inline", "helper-process"])
 def test_the_cells_table_holds_the_pruned_cell_and_its_costs(db_engine, monkeypatch, helper_process):
     if helper_process:  # what the full space does on PostgreSQL: rows built by a spawned process
-        monkeypatch.setattr("db.campaigns.PARALLEL_CELLS_ABOVE", 2)
-        monkeypatch.setattr("db.campaigns._CELL_CHUNK", 2)
+        monkeypatch.setattr("nasfarm.campaigns.PARALLEL_CELLS_ABOVE", 2)
+        monkeypatch.setattr("nasfarm.campaigns._CELL_CHUNK", 2)
     cells = random_cells(5, seed=2)
     create_campaign(db_engine, "c", cells, profile=PROFILE, epochs=(4,), repeats=1)
     with db_engine.connect() as conn:
@@ -181,15 +182,15 @@ def test_a_script_without_a_main_guard_creates_its_campaign_once(pg_url, tmp_pat
     script = tmp_path / "unguarded.py"
     script.write_text(
         "print('top-level code ran')\n"
-        "import db.campaigns\n"
+        "import nasfarm.campaigns\n"
         "from db.engine import make_engine\n"
         "from farm.config import SMOKE\n"
         "from tests.fixtures_db import random_cells\n"
-        "db.campaigns.PARALLEL_CELLS_ABOVE = 2\n"
+        "nasfarm.campaigns.PARALLEL_CELLS_ABOVE = 2\n"
         f"engine = make_engine({pg_url!r})\n"
         "from db.migrate import upgrade\n"
         "upgrade(engine)\n"
-        "made = db.campaigns.create_campaign(engine, 'c', random_cells(5, seed=3), epochs=(4,),\n"
+        "made = nasfarm.campaigns.create_campaign(engine, 'c', random_cells(5, seed=3), epochs=(4,),\n"
         "                                    repeats=1, profile=SMOKE.to_dict())\n"
         "print(made['cells_added'], made['jobs_added'])\n"
     )

@@ -7,8 +7,8 @@ import multiprocessing
 import pytest
 import sqlalchemy as sa
 
-from db.campaigns import create_campaign
 from farm.config import SMOKE
+from nasfarm.campaigns import create_campaign
 from tests.fixtures_db import drain_worker, random_cells
 
 # 417 cells x 4 budgets x 3 repeats = 5,004 jobs.

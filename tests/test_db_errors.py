@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from db.campaigns import create_campaign, get_campaign
+from db.campaigns import get_campaign
 from db.engine import PING_AFTER_IDLE_S, check_connection, make_engine, redact
 from db.errors import (
     BadDatabaseURL,
@@ -20,6 +20,7 @@ from db.errors import (
 )
 from db.queue import JobQueue
 from farm.config import NB101, SMOKE
+from nasfarm.campaigns import create_campaign
 from nasfarm.cli import main
 from tests.fixtures_db import random_cells
 

@@ -10,13 +10,13 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from db.campaigns import create_campaign
 from db.dialect import POSTGRESQL, SQLITE
 from db.engine import make_engine
 from db.errors import UnknownCampaign
 from db.migrate import upgrade
 from db.queue import JobQueue
 from farm.config import SMOKE
+from nasfarm.campaigns import create_campaign
 from tests.fixtures_db import fake_result, random_cells
 from tests.test_db_views import _plan  # EXPLAIN of a rendered statement
 

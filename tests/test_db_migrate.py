@@ -77,10 +77,10 @@ def test_upgrading_keeps_running_leases_and_judges_them_by_their_heartbeat(db_ur
     """Leases written by a driver at schema 0003 have no expiry: after `nasfarm db upgrade` the
     reaper judges them by their last heartbeat and its own TTL (as 0003 did), and a current
     worker's next heartbeat gives them one."""
-    from db.campaigns import create_campaign
     from db.dialect import dialect_of
     from db.queue import JobQueue
     from farm.config import SMOKE
+    from nasfarm.campaigns import create_campaign
     from tests.fixtures_db import random_cells
 
     engine = make_engine(db_url)

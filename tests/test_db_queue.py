@@ -12,11 +12,11 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from db.campaigns import create_campaign, job_seed
 from db.errors import UnknownCampaign
 from db.queue import JobQueue, backoff_delay
 from db.views import compact_job_counts
 from farm.config import SMOKE
+from nasfarm.campaigns import create_campaign, job_seed
 from tests.fixtures_db import claim_and_hang, fake_result, random_cells
 
 PROFILE = SMOKE.to_dict()

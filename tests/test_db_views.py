@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from db.campaigns import create_campaign
 from db.dialect import POSTGRESQL
 from db.engine import make_engine
 from db.migrate import upgrade
 from db.queue import JobQueue
 from db.results import example_queries, nb101_results
 from farm.config import SMOKE
+from nasfarm.campaigns import create_campaign
 from tests.fixtures_db import fake_result, random_cells
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "database.md"

@@ -181,8 +181,8 @@ def pick_cells(want: dict[str, int]):
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_auto_packs_small_jobs_on_a_card_and_runs_a_large_one_alone(farm, tmp_path):
-    from db.campaigns import create_campaign
     from farm.config import NB101
+    from nasfarm.campaigns import create_campaign
     from tests.fixtures_farm import start_ray_cluster
 
     cells = pick_cells({"small": 5, "large": 1})

@@ -8,10 +8,10 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from db.campaigns import create_campaign
 from db.queue import JobQueue
 from farm.config import SMOKE
 from farm.cost import forward_flops
+from nasfarm.campaigns import create_campaign
 from nasfarm.cli import main
 from tests.fixtures_db import fake_result, random_cells
 

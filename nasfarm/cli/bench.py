@@ -53,10 +53,10 @@ def import_cmd(source: str, campaign: str, no_crc_check: bool, db_url: str | Non
     done jobs."""
     import sys
 
-    from db.nb101_io import import_records
     from farm.config import NB101
     from farm.records import RecordError, iter_file
     from farm.tfrecord import TFRecordError
+    from nasfarm.campaigns import import_records
 
     def read():
         return iter_file(source, check_crc=not no_crc_check)

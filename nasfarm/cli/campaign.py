@@ -98,8 +98,8 @@ def create_cmd(
     order: str, max_attempts: int, db_url: str | None,
 ) -> None:
     """Create campaign NAME and enqueue every (cell, epochs, repeat) job (idempotent)."""
-    from db.campaigns import create_campaign
     from farm.config import get_profile
+    from nasfarm.campaigns import create_campaign
 
     budgets = parse_epochs(epochs)
     with db_errors():

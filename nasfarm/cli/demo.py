@@ -96,7 +96,6 @@ def demo_cmd(
     storage: str | None,
 ) -> None:
     """The main job: sample cells, train them on a local Ray cluster, print the results."""
-    from db.campaigns import create_campaign
     from db.engine import make_engine, redact
     from db.errors import DatabaseError
     from db.migrate import upgrade
@@ -104,6 +103,7 @@ def demo_cmd(
     from farm.config import get_profile
     from farm.space import sample_cells
     from farm.spec import cell_from_labels
+    from nasfarm.campaigns import create_campaign
     from scheduler.driver import RunOptions, run_campaigns
 
     profile_name, device = _pick_profile(profile)

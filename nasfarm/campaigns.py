@@ -1,0 +1,269 @@
+"""Building a campaign: which cells, with which costs, in which order, with which training seeds.
+
+This is composition, so it lives in the application layer: it takes cells from the domain (an
+enumeration, a sample, a file, published records), prices them with ``farm.cost``, orders and
+seeds their jobs, and hands the rows to :mod:`db.campaigns`, which writes them in one transaction
+(a campaign exists with all of its jobs or not at all; creating it again adds nothing; creating it
+again with more cells adds only the new cells' jobs).
+
+For a large campaign (the full space: 423,624 cells, 5,083,488 jobs) a helper process prices the
+new cells and builds their rows while this one streams the jobs to the database.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+
+from db.campaigns import CampaignSettings, CellRow, JobRow, cell_row, open_campaign
+from db.nb101_io import store_records
+from farm.cost import cost_from_labels
+from farm.records import BenchmarkRecord
+from farm.spec import AVAILABLE_OPS, INPUT, OUTPUT
+
+ORDERS = ("shuffled", "cheap-first", "as-given")
+DEFAULT_EPOCHS = (4, 12, 36, 108)
+_SEED_MODULUS = 2**31
+# Above this many new cells, a helper process prices them and builds their rows.
+PARALLEL_CELLS_ABOVE = 20_000
+_CELL_CHUNK = 20_000
+
+
+class CellSpec(NamedTuple):
+    """A cell as a campaign needs it: hash, pruned matrix, labels (-1, op index..., -2)."""
+
+    hash: str
+    matrix: list[list[int]]
+    labels: list[int]
+
+    @property
+    def ops(self) -> list[str]:
+        return [INPUT] + [AVAILABLE_OPS[int(x)] for x in self.labels[1:-1]] + [OUTPUT]
+
+
+def cell_spec(cell: Any) -> CellSpec:
+    """Accept a ``farm.spec.Cell`` or a ``farm.space.EnumeratedCell`` (hash, matrix, labels)."""
+    if isinstance(cell, tuple) and hasattr(cell, "labels"):  # EnumeratedCell: taken as it is
+        return CellSpec(cell.hash, cell.matrix, cell.labels)
+    if hasattr(cell, "labels") and hasattr(cell, "matrix") and hasattr(cell, "hash"):  # Cell
+        matrix = cell.matrix.tolist() if hasattr(cell.matrix, "tolist") else cell.matrix
+        return CellSpec(str(cell.hash), [[int(x) for x in row] for row in matrix], list(cell.labels))
+    raise TypeError(f"not a cell: {cell!r}")
+
+
+def job_seed(campaign_seed: int, cell_hash: str, repeat: int) -> int:
+    """The training seed of a job: fixed by (campaign seed, cell, repeat).
+
+    The same repeat of a cell starts from the same seed at every epoch budget, so budgets differ
+    only in their length; different repeats and cells get unrelated seeds.
+    """
+    return (int(cell_hash[:8], 16) + 1_000_003 * repeat + 2_654_435_761 * campaign_seed) % _SEED_MODULUS
+
+
+def priced_row(cell: CellSpec) -> CellRow:
+    """The cell's stored row with its NAS-Bench-101 parameter count and FLOPs."""
+    params, flops = cost_from_labels(cell.matrix, cell.labels)
+    return cell_row(cell.hash, cell.matrix, cell.ops, trainable_parameters=int(params), flops=int(flops))
+
+
+def _priced_rows(cells: list[tuple[str, list[list[int]], list[int]]]) -> list[CellRow]:
+    """Rows of a chunk of cells (run in the helper process)."""
+    return [priced_row(CellSpec(*cell)) for cell in cells]
+
+
+class _NewCellRows:
+    """The rows of the cells new to the database: built now, or by a helper process (many cells,
+    costs not needed for the job order) and collected when the writer stores them."""
+
+    def __init__(self, cells: list[CellSpec], *, costs_first: bool):
+        self._pool = None
+        self._futures: list[Any] = []
+        self._rows: list[CellRow] | None = None
+        if not costs_first and len(cells) > PARALLEL_CELLS_ABOVE:
+            try:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                from farm.procpool import without_the_callers_main
+
+                # spawn, not fork: a forked child would share this process's database sockets. The
+                # child starts (at the first submit) without the caller's __main__, which it would
+                # otherwise run again: a script without a main guard would create its campaign twice.
+                with without_the_callers_main():
+                    self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+                    self._futures = [
+                        self._pool.submit(_priced_rows, [tuple(c) for c in cells[i : i + _CELL_CHUNK]])
+                        for i in range(0, len(cells), _CELL_CHUNK)
+                    ]
+            except OSError:  # no processes here: build them in line
+                self.close()
+        if self._pool is None:
+            self._rows = [priced_row(cell) for cell in cells]
+
+    def flops(self) -> dict[str, int | None]:
+        assert self._rows is not None, "costs_first=True builds the rows in line"
+        return {row.hash: row.flops for row in self._rows}
+
+    def rows(self) -> Iterator[CellRow]:
+        if self._rows is not None:
+            yield from self._rows
+        for future in self._futures:
+            yield from future.result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
+def job_order(
+    cells: list[CellSpec], epochs: list[int], repeats: int, order: str, seed: int,
+    flops: dict[str, int | None],
+) -> list[tuple[str, int, int]]:
+    """(cell hash, epochs, repeat) in claim order.
+
+    shuffled: cells in a seeded random order, each cell's budgets and repeats together, so that
+    any prefix of the finished jobs is an unbiased sample of the cells. cheap-first: by
+    FLOPs x epochs. as-given: the cells' order, each cell's jobs together.
+    """
+    hashes = [cell.hash for cell in cells]
+    if order == "shuffled":
+        random.Random(seed).shuffle(hashes)
+    jobs = [(h, e, r) for h in hashes for e in epochs for r in range(repeats)]
+    if order == "cheap-first":
+        position = {h: i for i, h in enumerate(hashes)}
+        jobs.sort(key=lambda j: ((flops.get(j[0]) or 0) * j[1], position[j[0]], j[2]))
+    return jobs
+
+
+def create_campaign(
+    engine: sa.Engine,
+    name: str,
+    cells: Iterable[Any],
+    *,
+    epochs: Iterable[int] = DEFAULT_EPOCHS,
+    repeats: int = 3,
+    profile: dict[str, Any],
+    seed: int = 0,
+    order: str = "shuffled",
+    progress: bool = False,
+    max_attempts: int = 3,
+) -> dict[str, Any]:
+    """Create (or complete) campaign ``name`` and enqueue its jobs; returns the campaign as a dict
+    plus ``created`` (bool), ``cells_added``, ``jobs_added`` and ``seconds`` (timings).
+
+    Raises :class:`db.errors.CampaignConflict` when ``name`` exists with other settings.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
+    budgets = [int(e) for e in epochs]
+    settings = CampaignSettings(profile=profile, epochs=tuple(budgets), repeats=repeats, seed=seed,
+                                order=order, max_attempts=max_attempts)
+    specs: dict[str, CellSpec] = {}
+    for cell in cells:
+        spec = cell_spec(cell)
+        specs.setdefault(spec.hash, spec)  # the first occurrence fixes the as-given order
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    with open_campaign(engine, name, settings) as writer:
+        flops = writer.stored_flops(specs.keys())
+        # cheap-first orders the jobs by FLOPs: it needs the costs before the jobs.
+        unstored = [spec for h, spec in specs.items() if h not in flops]
+        new = _NewCellRows(unstored, costs_first=order == "cheap-first")
+        try:
+            if order == "cheap-first":
+                flops.update(new.flops())
+            # A campaign is created whole, so a cell it has has all its jobs: enqueue only the
+            # cells it lacks (none when it is created again: no 5M-row conflict check).
+            present = writer.cells_with_jobs()
+            ordered = job_order([s for h, s in specs.items() if h not in present], budgets, repeats,
+                                order, seed, flops)
+            seconds["prepare"] = time.perf_counter() - clock
+            with _progress_bar(len(ordered), progress and sys.stderr.isatty()) as advance:
+                jobs_added = writer.add_jobs(
+                    (JobRow(h, e, r, job_seed(seed, h, r)) for h, e, r in ordered), on_progress=advance
+                )
+            seconds["jobs"] = time.perf_counter() - clock - seconds["prepare"]
+            cells_added = writer.add_cells(new.rows())
+            seconds["cells"] = time.perf_counter() - clock - seconds["prepare"] - seconds["jobs"]
+        finally:
+            new.close()
+    seconds["total"] = time.perf_counter() - clock
+    return {
+        **writer.campaign,
+        "created": writer.created,
+        "cells_added": cells_added,
+        "jobs_added": jobs_added,
+        # where the time went: prepare (known cells, in-line cell rows and costs, job order),
+        # jobs, cells (with whatever of the helper's work the jobs did not hide), total
+        "seconds": seconds,
+    }
+
+
+@contextmanager
+def _progress_bar(total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A tqdm bar on stderr while the jobs stream (or nothing); yields its ``update``."""
+    if not (enabled and total):
+        yield lambda _n: None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="job", unit_scale=True, desc="enqueue", file=sys.stderr)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
+# --- published NAS-Bench-101 tables -----------------------------------------------------------------
+
+_LABEL_OF_OP = {op: label for label, op in enumerate(AVAILABLE_OPS)}
+
+
+def record_cell(record: BenchmarkRecord) -> CellSpec:
+    """The cell of a NAS-Bench-101 record (raw adjacency string, comma-separated op names)."""
+    raw = record.raw_adjacency
+    size = int(round(len(raw) ** 0.5))
+    matrix = [[int(raw[i * size + j]) for j in range(size)] for i in range(size)]
+    ops = record.raw_operations.split(",")
+    labels = [-1] + [_LABEL_OF_OP[op] for op in ops[1:-1]] + [-2]
+    return CellSpec(record.module_hash, matrix, labels)
+
+
+def import_records(
+    engine: sa.Engine,
+    read: Callable[[], Iterable[BenchmarkRecord]],
+    campaign: str = "published",
+    *,
+    profile: dict[str, Any],
+    progress: bool = False,
+    chunk: int = 20_000,
+) -> dict[str, Any]:
+    """Load records as campaign ``campaign`` of done jobs; idempotent (re-import adds nothing).
+
+    ``read`` is called twice (cells and budgets first, then the results), so a multi-GB file is
+    streamed rather than held in memory. Returns the campaign dict plus ``results_added``.
+    """
+    cells: dict[str, CellSpec] = {}
+    budgets: set[int] = set()
+    repeats: dict[tuple[str, int], int] = {}
+    for record in read():
+        if record.module_hash not in cells:
+            cells[record.module_hash] = record_cell(record)
+        budgets.add(int(record.epochs))
+        key = (record.module_hash, int(record.epochs))
+        repeats[key] = repeats.get(key, 0) + 1
+    if not cells:
+        raise ValueError("no records to import")
+    info = create_campaign(
+        engine, campaign, cells.values(), epochs=sorted(budgets), repeats=max(repeats.values()),
+        profile=profile, order="as-given", progress=progress, max_attempts=1,
+    )
+    added = store_records(engine, info["id"], read(), chunk=chunk)
+    return {**info, "results_added": added}
