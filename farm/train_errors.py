@@ -35,3 +35,14 @@ class CheckpointError(TrainingError):
     """A checkpoint is corrupt or belongs to another job; it is never loaded silently."""
 
     retryable = False
+
+
+class InjectedFault(TrainingError):
+    """A failpoint fired (``farm.failpoints``, ``NASFARM_FAILPOINTS``): a rehearsed failure.
+
+    Retryable by default, as a crash is: the farm retries it within the job's attempt budget.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
