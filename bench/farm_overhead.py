@@ -32,9 +32,9 @@ class _Result:
     """What a near-zero-work job returns: TrainResult's shape with zero metrics."""
 
     def __init__(self) -> None:
-        from farm.train import METRIC_NAMES
+        from farm.metrics import RUN_METRICS
 
-        self.metrics = dict.fromkeys(METRIC_NAMES, 0.0)
+        self.metrics = dict.fromkeys(RUN_METRICS, 0.0)
 
     def to_dict(self) -> dict:
         return {"metrics": self.metrics, "evaluations": [], "resumed_from_step": 0,

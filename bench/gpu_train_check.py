@@ -31,7 +31,8 @@ import torch  # noqa: E402
 from farm.config import NB101, SMOKE  # noqa: E402
 from farm.data import load_cifar10, write_synthetic_cifar10  # noqa: E402
 from farm.spec import Cell  # noqa: E402
-from farm.train import Stopped, TrainJob, _Run, train  # noqa: E402
+from farm.train import Stopped, TrainJob, train  # noqa: E402
+from farm.train.run import Run  # noqa: E402
 
 INCEPTION = Cell.from_any(
     [[0, 1, 1, 1, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 1, 0, 0],
@@ -86,13 +87,13 @@ def main() -> None:
 
 def check_no_host_sync(data) -> None:
     config = replace(NB101, train_images=1200, eval_images=256)  # 1200/256: epochs end mid-batch
-    run = _Run(TrainJob(INCEPTION, 108, config=config), data, torch.device("cuda"), None, None, None)
-    run._train_step(0.0)
+    run = Run([TrainJob(INCEPTION, 108, config=config)], data, torch.device("cuda"))
+    run.train_step(0.0)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(6):
-            run._train_step(0.1)
+            run.train_step(0.1)
         emit(check="no_host_sync", ok=True, steps=6)
     except RuntimeError as exc:
         emit(check="no_host_sync", ok=False, error=str(exc).splitlines()[0])

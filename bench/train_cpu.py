@@ -3,7 +3,7 @@
 Both train the nb101 network of the Inception-like cell with batch 256 on the current device:
 
 * ours: the dataset resident on the device as uint8, batched pad/crop/flip/normalise there
-  (farm.augment), TF1 RMSProp with foreach ops (farm.optim), the exact step of farm.train
+  (farm.augment), TF1 RMSProp with foreach ops (farm.optim), the exact step of farm.train.train
   (bf16 autocast + channels_last on CUDA, float32 on CPU);
 * baseline: torchvision transforms on PIL images (RandomCrop(32, padding=4), RandomHorizontalFlip,
   ToTensor, Normalize) + DataLoader workers + torch.optim.RMSprop, float32.
@@ -59,24 +59,21 @@ def bench_ours(
     data, device: torch.device, batch: int, warmup: int, steps: int, *,
     autocast: bool | None = None, channels_last: bool | None = None, profile: bool = False,
 ) -> float:
-    from farm.train import TrainJob, _Run
+    from farm.train import TrainJob
+    from farm.train.run import Run
 
     n = data.train[0].shape[0]
-    # The production loop object, on however many images we have; evaluation is not measured.
+    # The production run object (the faithful, eager step), on however many images we have;
+    # evaluation is not measured.
     config = replace(NB101, batch_size=batch, train_images=n, eval_images=min(n, batch))
-    run = _Run(TrainJob(INCEPTION, 108, config=config), data, device, None, None, None)
-    if autocast is not None:
-        run.use_autocast = autocast
-    if channels_last is not None and channels_last != run.use_channels_last:
-        run.use_channels_last = channels_last
-        layout = torch.channels_last if channels_last else torch.contiguous_format
-        run.model = run.model.to(memory_format=layout)
+    run = Run([TrainJob(INCEPTION, 108, config=config)], data, device, autocast=autocast,
+              channels_last=channels_last)
     for _ in range(warmup):
-        run._train_step(0.1)
+        run.train_step(0.1)
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
-        run._train_step(0.1)
+        run.train_step(0.1)
     _sync(device)
     rate = steps * batch / (time.perf_counter() - start)
     if profile:
@@ -86,7 +83,7 @@ def bench_ours(
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with torch_profile(activities=activities) as prof:
             for _ in range(3):
-                run._train_step(0.1)
+                run.train_step(0.1)
             _sync(device)
         sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
         print(prof.key_averages().table(sort_by=sort, row_limit=15), file=sys.stderr)

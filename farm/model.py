@@ -14,9 +14,14 @@ the channel-remainder rule). BatchNorm follows every conv; in training mode it n
 shard of ``config.bn_shard_size`` images with that shard's statistics, as the two TPU cores did
 (see :class:`ShardedBatchNorm2d` for the running statistics).
 
-Everything that decides a channel layout goes through :class:`CellModule`'s small helpers
-(``_truncate``, ``_concat``) so that a later repeat-fused variant (several repeats of one cell as
-one network with grouped convs) can replace them without touching the graph logic.
+Every layer comes from one small factory, :class:`Layers`, for R >= 1 repeats of the network side
+by side ("repeat fusion", :mod:`farm.fused`): R = 1 is the plain network; with R > 1 an activation
+is ``[N, R * C, H, W]`` with repeat r's C channels at ``r*C .. (r+1)*C - 1``, every conv is grouped
+(``groups = R``: the repeats never mix), BN is per channel (so per repeat), the max-pools are per
+channel already and the head is R dense layers (:class:`GroupedLinear`). Only the two layout helpers
+of :class:`CellModule` (truncation and concatenation, per repeat) know R; the graph logic does not.
+Parameter names and order do not depend on R, and each fused tensor is the R plain ones stacked
+along dim 0.
 """
 
 from __future__ import annotations
@@ -106,6 +111,10 @@ def update_running_stats_from(num_shards: int) -> int:
     return 0
 
 
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 class Conv2d(nn.Conv2d):
     """nn.Conv2d without PyTorch's default (kaiming-uniform) init: :func:`initialize` sets the
     weights, so drawing them twice would only cost time (a lot of it when counting thousands of
@@ -116,15 +125,18 @@ class Conv2d(nn.Conv2d):
 
 
 class ConvBnRelu(nn.Module):
-    """conv (k x k, stride 1, SAME, no bias) -> BatchNorm -> ReLU (SPEC d.2)."""
+    """conv (k x k, stride 1, SAME, no bias) -> BatchNorm -> ReLU (SPEC d.2); for R repeats one
+    grouped conv over R*C channels and one BN over them."""
 
     def __init__(
-        self, c_in: int, c_out: int, kernel: int, config: TrainConfig, device: Device = None
+        self, c_in: int, c_out: int, kernel: int, config: TrainConfig, device: Device = None,
+        repeats: int = 1,
     ):
         super().__init__()
-        self.conv = Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False, device=device)
+        self.conv = Conv2d(repeats * c_in, repeats * c_out, kernel, padding=kernel // 2, groups=repeats,
+                           bias=False, device=device)
         self.bn = ShardedBatchNorm2d(
-            c_out,
+            repeats * c_out,
             shard_size=config.bn_shard_size,
             momentum=config.bn_momentum,
             eps=config.bn_eps,
@@ -135,15 +147,52 @@ class ConvBnRelu(nn.Module):
         return F.relu(self.bn(self.conv(x)), inplace=True)
 
 
-def _make_op(op: str, channels: int, config: TrainConfig, device: Device) -> nn.Module:
-    if op == CONV3X3:
-        return ConvBnRelu(channels, channels, 3, config, device)
-    if op == CONV1X1:
-        return ConvBnRelu(channels, channels, 1, config, device)
-    if op == MAXPOOL3X3:
-        # Stride 1, SAME: PyTorch pads with -inf, so padding never wins the max, as in TF.
-        return nn.MaxPool2d(3, stride=1, padding=1)
-    raise ValueError(f"unknown op {op!r}")
+class GroupedLinear(nn.Module):
+    """R dense layers: ``[N, R*C]`` -> ``[N, R, out]``. Weight ``[R*out, C]``, bias ``[R*out]``
+    (repeat r's rows at ``r*out .. (r+1)*out - 1``, i.e. the R nn.Linear tensors stacked)."""
+
+    def __init__(self, c_in: int, c_out: int, repeats: int, device: Device = None):
+        super().__init__()
+        self.repeats = repeats
+        self.in_features = c_in
+        self.out_features = c_out
+        self.weight = nn.Parameter(torch.empty(repeats * c_out, c_in, device=device))
+        self.bias = nn.Parameter(torch.zeros(repeats * c_out, device=device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.repeats
+        grouped = x.unflatten(1, (r, self.in_features))  # [N, R, C]
+        weight = self.weight.view(r, self.out_features, self.in_features)
+        return torch.einsum("nrc,roc->nro", grouped, weight) + self.bias.view(r, self.out_features)
+
+
+class Layers:
+    """The one place the network's layers are made, for ``repeats`` copies side by side."""
+
+    def __init__(self, config: TrainConfig, repeats: int = 1, device: Device = None):
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        self.config = config
+        self.repeats = repeats
+        self.device = device
+
+    def conv_bn_relu(self, c_in: int, c_out: int, kernel: int) -> ConvBnRelu:
+        return ConvBnRelu(c_in, c_out, kernel, self.config, self.device, repeats=self.repeats)
+
+    def op(self, op: str, channels: int) -> nn.Module:
+        if op == CONV3X3:
+            return self.conv_bn_relu(channels, channels, 3)
+        if op == CONV1X1:
+            return self.conv_bn_relu(channels, channels, 1)
+        if op == MAXPOOL3X3:
+            # Stride 1, SAME: PyTorch pads with -inf, so padding never wins the max, as in TF.
+            return nn.MaxPool2d(3, stride=1, padding=1)
+        raise ValueError(f"unknown op {op!r}")
+
+    def dense(self, c_in: int, c_out: int) -> nn.Module:
+        if self.repeats == 1:
+            return nn.Linear(c_in, c_out, device=self.device)
+        return GroupedLinear(c_in, c_out, self.repeats, device=self.device)
 
 
 class Vertex(nn.Module):
@@ -159,13 +208,14 @@ class CellModule(nn.Module):
     """One cell instance (the original's "module"): SPEC d.4."""
 
     def __init__(
-        self, matrix: Sequence[Sequence[int]], ops: Sequence[str], c_in: int, c_out: int,
-        config: TrainConfig, device: Device = None,
+        self, matrix: Sequence[Sequence[int]], ops: Sequence[str], c_in: int, c_out: int, layers: Layers
     ):
         super().__init__()
         rows = [[int(x) for x in r] for r in matrix]
         n = len(rows)
         last = n - 1
+        self.repeats = layers.repeats
+        # Per-repeat widths: with R repeats every layout helper applies them to each repeat.
         self.channels = compute_vertex_channels(c_in, c_out, rows)
         # Interior sources of each interior vertex, in increasing order (the original's order).
         self.sources = [[s for s in range(1, t) if rows[s][t]] for t in range(n)]
@@ -174,21 +224,41 @@ class CellModule(nn.Module):
         # the output projection): the initializer draws in registration order.
         self.vertices = nn.ModuleList(
             Vertex(
-                ConvBnRelu(c_in, self.channels[t], 1, config, device) if rows[0][t] else None,
-                _make_op(ops[t], self.channels[t], config, device),
+                layers.conv_bn_relu(c_in, self.channels[t], 1) if rows[0][t] else None,
+                layers.op(ops[t], self.channels[t]),
             )
             for t in range(1, last)
         )
         # Input->output: a projection to c_out, added to the concatenation (or the whole output
         # of a 2-vertex cell).
-        self.projection = ConvBnRelu(c_in, c_out, 1, config, device) if rows[0][last] else None
+        self.projection = layers.conv_bn_relu(c_in, c_out, 1) if rows[0][last] else None
 
     def _truncate(self, x: torch.Tensor, channels: int) -> torch.Tensor:
-        """The first ``channels`` channels (SPEC d.4: sources have at most one extra)."""
-        return x if x.shape[1] == channels else x[:, :channels]
+        """The first ``channels`` channels of every repeat (SPEC d.4: sources have at most one extra)."""
+        r = self.repeats
+        per_repeat = x.shape[1] // r
+        if per_repeat == channels:
+            return x
+        if r == 1:
+            return x[:, :channels]
+        if _is_channels_last(x):  # memory is [N, H, W, R, C]: slice and keep channels_last (a copy)
+            n, _, h, w = x.shape
+            kept = x.permute(0, 2, 3, 1).unflatten(3, (r, per_repeat))[..., :channels]
+            return kept.reshape(n, h, w, r * channels).contiguous().permute(0, 3, 1, 2)
+        return x.unflatten(1, (r, per_repeat))[:, :, :channels].flatten(1, 2)
 
     def _concat(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=1)
+        """Each repeat's parts joined in order: [a_0 b_0 | a_1 b_1 | ...] along channels."""
+        r = self.repeats
+        if len(tensors) == 1:
+            return tensors[0]
+        if r == 1:
+            return torch.cat(tensors, dim=1)
+        if all(_is_channels_last(t) for t in tensors):
+            parts = [t.permute(0, 2, 3, 1).unflatten(3, (r, t.shape[1] // r)) for t in tensors]
+            return torch.cat(parts, dim=4).flatten(3, 4).permute(0, 3, 1, 2)
+        parts = [t.unflatten(1, (r, t.shape[1] // r)) for t in tensors]
+        return torch.cat(parts, dim=2).flatten(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs: list[torch.Tensor] = [x]
@@ -213,26 +283,30 @@ class Network(nn.Module):
 
     Constructing it leaves the conv weights uninitialized (see :class:`Conv2d`): use
     :func:`build_network`, or call :func:`initialize`, unless you only count (meta device).
+    ``repeats`` R > 1: R networks side by side, ``[N, 3R, 32, 32]`` -> ``[N, R, labels]`` (the stem
+    sees repeat r's images as input channels 3r..3r+2); see :func:`farm.fused.build_fused_network`.
     """
 
-    def __init__(self, cell: Cell, config: TrainConfig, device: Device = None):
+    def __init__(self, cell: Cell, config: TrainConfig, device: Device = None, *, repeats: int = 1):
         super().__init__()
+        layers = Layers(config, repeats, device)
+        self.repeats = repeats
         matrix = cell.matrix.tolist()
         ops = list(cell.ops)
         c = config.stem_channels
-        self.stem = ConvBnRelu(IMAGE_CHANNELS, c, 3, config, device)
+        self.stem = layers.conv_bn_relu(IMAGE_CHANNELS, c, 3)
         c_prev = c
         for stack in range(config.num_stacks):
             c_stack = c * 2**stack
-            layers: OrderedDict[str, nn.Module] = OrderedDict()
+            modules: OrderedDict[str, nn.Module] = OrderedDict()
             if stack > 0:
-                layers["downsample"] = nn.MaxPool2d(2, stride=2)
+                modules["downsample"] = nn.MaxPool2d(2, stride=2)
             for m in range(config.modules_per_stack):
-                layers[f"module{m}"] = CellModule(matrix, ops, c_prev, c_stack, config, device)
+                modules[f"module{m}"] = CellModule(matrix, ops, c_prev, c_stack, layers)
                 c_prev = c_stack
-            self.add_module(f"stack{stack}", nn.Sequential(layers))
+            self.add_module(f"stack{stack}", nn.Sequential(modules))
         self.num_stacks = config.num_stacks
-        self.dense = nn.Linear(c_prev, config.num_labels, device=device)
+        self.dense = layers.dense(c_prev, config.num_labels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)

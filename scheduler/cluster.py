@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 # Environment variables the workers read, forwarded from the driver (a shared cluster's workers
 # inherit the environment of `ray start`, not the driver's). Only when set: a runtime_env makes Ray
 # start dedicated worker processes instead of reusing its pre-started idle ones.
-FORWARDED_ENV = ("NASFARM_POISON_HASHES",)
+FORWARDED_ENV = ("NASFARM_FAILPOINTS",)
 
 
 class ClusterError(RuntimeError):

@@ -180,7 +180,7 @@ class Driver:
         the smallest share a unit can have."""
         opts = self.opts
         if opts.gpus_per_job == AUTO:
-            from farm.fast.packing import DEFAULT_RULE
+            from farm.packing import DEFAULT_RULE
 
             shape = auto_shape(nodes, DEFAULT_RULE.max_jobs_per_gpu, opts.cpus_per_job)
             if shape.uses_gpu:

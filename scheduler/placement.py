@@ -2,7 +2,7 @@
 
 With ``--gpus-per-job auto`` every GPU hosts ``max_jobs_per_gpu`` worker actors (Ray fractional
 GPUs), and each job needs a share of its card chosen from the cell's FLOPs by
-:mod:`farm.fast.packing` (1, 1/2 or 1/4 by default: a large cell alone, four small ones
+:mod:`farm.packing` (1, 1/2 or 1/4 by default: a large cell alone, four small ones
 together). Ray only guarantees that the actors fit; this module keeps the jobs within each card:
 a job starts on an idle worker only while the shares of the jobs on that worker's card sum to at
 most 1.
@@ -79,7 +79,7 @@ def usable_idle(idle: Sequence[IdleWorker], load: Mapping[Hashable, float], smal
 
 class CardShare:
     """The share of a GPU that a unit (one job, or repeats of a cell trained together) needs under
-    ``--gpus-per-job auto``: :func:`farm.fast.packing.gpu_fraction` of its cell's forward FLOPs
+    ``--gpus-per-job auto``: :func:`farm.packing.gpu_fraction` of its cell's forward FLOPs
     times the repeats it trains at once. Cached per cell, campaign and group size (the driver asks
     again every loop for the jobs it holds)."""
 
@@ -92,7 +92,7 @@ class CardShare:
         if key not in self._cache:
             from farm.config import TrainConfig
             from farm.cost import forward_flops
-            from farm.fast.packing import gpu_fraction
+            from farm.packing import gpu_fraction
             from farm.spec import Cell
 
             try:

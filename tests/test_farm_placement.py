@@ -102,7 +102,7 @@ def claimed(cell, campaign: str = "c", profile: dict | None = None):
 def test_card_share_follows_the_packing_rule_of_the_cell_and_its_repeats():
     from farm.config import NB101, SMOKE
     from farm.cost import forward_flops
-    from farm.fast.packing import gpu_fraction
+    from farm.packing import gpu_fraction
     from farm.spec import Cell
 
     chain3x3 = Cell.from_any([[0, 1, 0], [0, 0, 1], [0, 0, 0]], ["input", "conv3x3-bn-relu", "output"])
@@ -135,9 +135,9 @@ DRIVER = textwrap.dedent('''
 
     class Result:
         def to_dict(self):
-            from farm.train import METRIC_NAMES
+            from farm.metrics import RUN_METRICS
 
-            return {"metrics": dict.fromkeys(METRIC_NAMES, 0.0), "evaluations": [],
+            return {"metrics": dict.fromkeys(RUN_METRICS, 0.0), "evaluations": [],
                     "resumed_from_step": 0, "resumed_from_epoch": 0.0}
 
 
@@ -164,7 +164,7 @@ def pick_cells(want: dict[str, int]):
     """Sampled cells by their NB101 share of a card: ``{"small": 5, "large": 1}``."""
     from farm.config import NB101
     from farm.cost import forward_flops
-    from farm.fast.packing import gpu_fraction
+    from farm.packing import gpu_fraction
     from farm.space import sample_cells
     from farm.spec import cell_from_labels
 

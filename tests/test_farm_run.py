@@ -35,7 +35,7 @@ def starts(farm, job_id: int) -> list[float]:
 def test_two_drivers_share_a_campaign_and_a_poison_job_fails_after_max_attempts(farm):
     hashes = farm.create_campaign("shared", 4, max_attempts=3)
     poison = hashes[2]
-    env = {"NASFARM_POISON_HASHES": poison}
+    env = {"NASFARM_FAILPOINTS": f"train.start=raise:cell={poison}"}
     runs = [farm.start_run("--campaign", "shared", "--max-workers", "1", *FAST_RETRY, env=env)
             for _ in range(2)]
     summaries = [farm.finish(run) for run in runs]
@@ -45,7 +45,7 @@ def test_two_drivers_share_a_campaign_and_a_poison_job_fails_after_max_attempts(
     bad = jobs.pop(poison)
     assert bad["status"] == "failed"
     assert bad["attempts"] == 3
-    assert "poison cell (NASFARM_POISON_HASHES)" in bad["last_error"]
+    assert "InjectedFault: injected fault at failpoint train.start" in bad["last_error"]
     assert "Traceback" in bad["last_error"]
     assert {j["status"] for j in jobs.values()} == {"done"}
     results = farm.results()

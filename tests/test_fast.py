@@ -1,4 +1,4 @@
-"""The fast path (farm.fast) computes what the faithful trainer computes.
+"""The fast path (farm.train's graph mode, repeat fusion) computes what the faithful trainer computes.
 
 - Repeat fusion: a fused network of R=3 repeats starts from each repeat's own build_network
   weights, and its forward equals the three plain networks'; in float64 a fused run equals the three
@@ -29,22 +29,13 @@ import torch.nn.functional as F
 from farm.augment import TrainStream
 from farm.config import SMOKE
 from farm.cost import forward_flops
-from farm.fast.fused import (
-    FusedNetwork,
-    SplitGroupConv2d,
-    build_fused_network,
-    fuse_inputs,
-    plain_parameter_names,
-    split_grouped_convs,
-    split_state_dict,
-)
-from farm.fast.graph import TrainStep
-from farm.fast.packing import PackingRule, gpu_fraction, jobs_per_gpu, jobs_per_gpu_for_cell
-from farm.fast.trainer import train_fast, train_repeats_fused
-from farm.model import build_network
+from farm.fused import SplitGroupConv2d, build_fused_network, split_grouped_convs, split_state_dict
+from farm.model import Network, build_network
 from farm.optim import TFRMSprop, cosine_by_step_lr
+from farm.packing import PackingRule, gpu_fraction, jobs_per_gpu, jobs_per_gpu_for_cell
 from farm.spec import Cell
-from farm.train import BadInputError, Stopped, TrainingError, TrainJob, train
+from farm.train import BadInputError, InjectedFault, Stopped, TrainJob, train, train_fast, train_repeats_fused
+from farm.train.step import TrainStep, fuse_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,7 +83,7 @@ def test_fused_network_is_three_plain_networks(cell, split_convs):
     fused = _fused(cell, split_convs).double()
     assert any(isinstance(m, SplitGroupConv2d) for m in fused.modules()) == split_convs
     # Same names in the same order, and each repeat starts from its own generator's weights.
-    assert list(fused.state_dict()) == plain_parameter_names(cell, TINY)
+    assert list(fused.state_dict()) == list(Network(cell, TINY, device="meta").state_dict())
     for r, part in enumerate(split_state_dict(fused.state_dict(), 3)):
         for name, tensor in plains[r].state_dict().items():
             assert torch.equal(part[name], tensor), name
@@ -116,14 +107,14 @@ def test_fused_network_is_three_plain_networks(cell, split_convs):
 
 def test_fused_network_rejects_zero_repeats():
     with pytest.raises(ValueError, match="repeats"):
-        FusedNetwork(INCEPTION, TINY, 0)
+        Network(INCEPTION, TINY, repeats=0)
 
 
 # -- the graph step vs farm.train's step ---------------------------------------------------------
 
 
 def _farm_train_step(model, optimizer, stream, step, total):
-    """farm.train's _train_step, piece for piece (float lr set on the host every step)."""
+    """farm.train's step, written out piece for piece (float lr set on the host every step)."""
     for group in optimizer.param_groups:
         group["lr"] = cosine_by_step_lr(step, total, TINY.learning_rate)
     images, labels = stream.next_batch()
@@ -145,7 +136,10 @@ def _stream(data, seed):
                        TINY.batch_size, order_seed=seed, augment_seed=seed + 1)
 
 
-def test_graph_step_equals_farm_train_step_in_float64(synthetic_cifar):
+@pytest.mark.parametrize("mode", ["graph", "eager"])
+def test_graph_step_equals_farm_train_step_in_float64(synthetic_cifar, mode):
+    """The graph body (run eagerly here) equals farm.train's step to rounding; the eager mode IS
+    farm.train's step, to the bit."""
     total = TINY.total_steps(2)
     reference = build_network(INCEPTION, TINY, generator=torch.Generator().manual_seed(5)).double()
     model = build_network(INCEPTION, TINY, generator=torch.Generator().manual_seed(5)).double()
@@ -153,15 +147,19 @@ def test_graph_step_equals_farm_train_step_in_float64(synthetic_cifar):
     reference_stream, stream = _stream(synthetic_cifar, 11), _stream(synthetic_cifar, 11)
     loss_sum = torch.zeros(1, dtype=torch.float64)
     step = TrainStep(model, optimizer, repeats=1, batch_size=TINY.batch_size, total_steps=total,
-                     base_lr=TINY.learning_rate, step=0, loss_sum=loss_sum, use_graph=False)
+                     base_lr=TINY.learning_rate, step=0, loss_sum=loss_sum, mode=mode, use_graph=False)
     reference_loss = torch.zeros((), dtype=torch.float64)
     for k in range(5):  # the zero-LR first update, then four cosine-scheduled ones
         reference_loss += _farm_train_step(reference, reference_optimizer, reference_stream, k, total)
         images, labels = stream.next_batch()
         step([images], [labels])
     assert int(step.step) == 5
-    assert abs(float(step.lr) - cosine_by_step_lr(4, total, TINY.learning_rate)) < 1e-15
+    last_lr = step.lr if mode == "graph" else optimizer.param_groups[0]["lr"]
+    assert abs(float(last_lr) - cosine_by_step_lr(4, total, TINY.learning_rate)) < 1e-15
     actual_state = model.state_dict()
+    if mode == "eager":
+        assert all(torch.equal(actual_state[k], v) for k, v in reference.state_dict().items())
+        assert torch.equal(loss_sum[0], reference_loss)
     for name, expected in reference.state_dict().items():
         torch.testing.assert_close(actual_state[name], expected, rtol=1e-10, atol=1e-12, msg=name)
     for p, q in zip(reference.parameters(), model.parameters(), strict=True):
@@ -327,7 +325,7 @@ def test_fused_resume_is_bit_identical_and_splits_per_job(synthetic_cifar, tmp_p
     assert fallback[0].weights_sha256 == uninterrupted[0].weights_sha256
 
 
-def test_fused_inputs_are_checked(synthetic_cifar, monkeypatch):
+def test_fused_inputs_are_checked(synthetic_cifar, armed_failpoints):
     jobs = _jobs()
     with pytest.raises(BadInputError, match="share cell"):
         train_repeats_fused([jobs[0], TrainJob(TRUNCATION, 2, repeat=1, config=TINY)], synthetic_cifar,
@@ -338,10 +336,11 @@ def test_fused_inputs_are_checked(synthetic_cifar, monkeypatch):
         train_repeats_fused(jobs, synthetic_cifar, device="cpu", checkpoint_paths=["a"])
     with pytest.raises(BadInputError, match="no jobs"):
         train_repeats_fused([], synthetic_cifar, device="cpu")
-    monkeypatch.setenv("NASFARM_POISON_HASHES", INCEPTION.hash)
-    with pytest.raises(TrainingError, match="poison"):
+    # A failpoint armed for the cell fails a fused group and a single fast job alike, before training.
+    armed_failpoints(f"train.start=raise:cell={INCEPTION.hash},repeat=0")
+    with pytest.raises(InjectedFault, match="failpoint train.start .*repeat=0"):
         train_repeats_fused(jobs, synthetic_cifar, device="cpu")
-    with pytest.raises(TrainingError, match="poison"):
+    with pytest.raises(InjectedFault, match="failpoint train.start"):
         train_fast(jobs[0], synthetic_cifar, device="cpu")
 
 
@@ -375,7 +374,7 @@ def test_packing_rule_follows_cell_cost():
 
 
 def test_evaluation_batch_divides_the_split():
-    from farm.fast.graph import eval_batch_size
+    from farm.train.step import eval_batch_size
 
     # 9,984 = 39 x 256 images per split (SPEC f.2): 13 forwards of 768, no short last batch.
     assert eval_batch_size(9_984, 256) == 768 and 9_984 % 768 == 0
@@ -403,7 +402,7 @@ def test_fast_path_and_bench_import_without_farm_services():
     CLI, progress bars, Ray or SQL."""
     code = _BLOCKER + textwrap.dedent(
         """
-        import importlib.util, sys, farm.fast.trainer, farm.fast.packing
+        import importlib.util, sys, farm.train, farm.packing
         spec = importlib.util.spec_from_file_location("bench_gpu", "bench/gpu.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules["bench_gpu"] = module  # dataclasses look their module up

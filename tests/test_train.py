@@ -22,6 +22,7 @@ from farm.spec import Cell
 from farm.train import (
     BadInputError,
     CheckpointError,
+    InjectedFault,
     NonFiniteLossError,
     OutOfMemoryError,
     Stopped,
@@ -264,12 +265,17 @@ def test_bad_input_is_typed_and_not_retryable(synthetic_cifar):
             train(TrainJob(INCEPTION, 1, config=SMOKE), synthetic_cifar, device="cuda")
 
 
-def test_poison_cells_fail_every_time(monkeypatch, synthetic_cifar):
-    monkeypatch.setenv("NASFARM_POISON_HASHES", f"deadbeef,{INCEPTION.hash}")
+def test_a_cell_armed_at_train_start_fails_every_time(armed_failpoints, synthetic_cifar):
+    armed_failpoints(f"train.start=raise:cell=deadbeef|{INCEPTION.hash}")
     for _ in range(2):
-        with pytest.raises(TrainingError, match="poison cell") as info:
+        with pytest.raises(InjectedFault, match=f"failpoint train.start .*cell={INCEPTION.hash}") as info:
             train(TrainJob(INCEPTION, 1, config=SMOKE), synthetic_cifar)
-        assert not info.value.retryable
+        assert isinstance(info.value, TrainingError)  # typed: the worker records and classifies it
+        assert info.value.retryable  # as a crash: the farm retries it within max_attempts
+    armed_failpoints(f"train.start=raise:cell={INCEPTION.hash},retryable=no")
+    with pytest.raises(InjectedFault) as info:
+        train(TrainJob(INCEPTION, 1, config=SMOKE), synthetic_cifar)
+    assert not info.value.retryable
 
 
 @pytest.mark.skipif(

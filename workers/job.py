@@ -39,13 +39,13 @@ def _train_faithful(*args: Any, **kwargs: Any):
 
 
 def _train_fast(*args: Any, **kwargs: Any):
-    from farm.fast.trainer import train_fast
+    from farm.train import train_fast
 
     return train_fast(*args, **kwargs)
 
 
 def _train_fused(*args: Any, **kwargs: Any):
-    from farm.fast.trainer import train_repeats_fused
+    from farm.train import train_repeats_fused
 
     # Split convs: each repeat's convolutions run as ordinary convs on its slice of the grouped
     # weight (the same math: equal to the grouped network within 1e-9 in float64, tests/test_fast.py).
