@@ -57,6 +57,10 @@ campaigns = sa.Table(
     sa.Column("job_order", sa.String(20), nullable=False),
     sa.Column("max_attempts", sa.Integer, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
+    # 'trained', or 'imported' (a published table: nasfarm run never trains it). Migration 0005.
+    sa.Column("source", sa.String(16), nullable=False, server_default="trained"),
+    sa.Column("dataset", sa.String(64), nullable=False, server_default="cifar10"),
+    sa.Column("data_fingerprint", sa.Text),  # JSON: name, split sizes, file SHA-256s, synthetic
 )
 
 jobs = sa.Table(
@@ -91,6 +95,7 @@ jobs = sa.Table(
     sa.Column("progress_epoch", sa.Double),
     sa.Column("checkpoint_location", sa.Text),
     sa.Column("last_error", sa.Text),
+    sa.Column("error_signature", sa.String(200)),  # workers.faults.error_signature (0005)
     sa.UniqueConstraint("campaign_id", "cell_hash", "epochs", "repeat"),
     sa.CheckConstraint(
         "status IN ('pending', 'running', 'done', 'failed', 'cancelled')", name="status"
@@ -161,6 +166,7 @@ job_events = sa.Table(
     sa.Column("status", sa.String(10)),  # the job's status after the event
     sa.Column("error", sa.Text),
     sa.Column("at", sa.Double, nullable=False),
+    sa.Column("fault", sa.String(16)),  # an attempt's end: job | environment | unknown (0005)
 )
 
 results = sa.Table(
@@ -208,6 +214,33 @@ job_metrics = sa.Table(
     sa.Column("test_accuracy", sa.Double),
     sa.Column("training_time", sa.Double),
     sa.Column("at", sa.Double, nullable=False),
+)
+
+# One liveness row per running driver (nasfarm run): heartbeat every heartbeat_s; stale rows let
+# another driver reap that driver's leases at once (migration 0005).
+drivers = sa.Table(
+    "drivers",
+    metadata,
+    sa.Column("owner", sa.String(200), primary_key=True),
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("heartbeat_s", sa.Double, nullable=False),
+    sa.Column("started_at", sa.Double, nullable=False),
+    sa.Column("heartbeat_at", sa.Double, nullable=False),
+    sa.Column("stopped_at", sa.Double),
+)
+
+# Each driver's judgement of its nodes (scheduler.health): healthy, unhealthy or drained.
+node_health = sa.Table(
+    "node_health",
+    metadata,
+    sa.Column("driver", sa.String(200), primary_key=True),
+    sa.Column("node_id", sa.String(64), primary_key=True),
+    sa.Column("node", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("environment_faults", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("updated_at", sa.Double, nullable=False),
 )
 
 RESULT_METRICS = RUN_METRICS  # the results table's metric columns

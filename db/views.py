@@ -28,6 +28,7 @@ VIEW_NAMES = (
     "nb101_results",
     "hourly_throughput",
     "campaign_eta",  # migration 0003
+    "worker_health",  # migration 0005
 )
 
 
@@ -72,6 +73,7 @@ _ORDERS = {
     "active_workers": "campaign, seconds_since_heartbeat DESC",
     "job_failures": "COALESCE(finished_at, not_before) DESC, job_id DESC",
     "hourly_throughput": "hour DESC, campaign",
+    "worker_health": "driver_alive DESC, state, node",
 }
 
 
