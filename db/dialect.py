@@ -55,11 +55,14 @@ class Dialect:
     load_cells: bulk.CellLoader
     _rendered: dict[tuple, sa.TextClause] = field(default_factory=dict, repr=False)
 
-    def render(self, template: str, *, expanding: tuple[str, ...] = (), **fragments: str) -> sa.TextClause:
+    def render(
+        self, template: str, *, expanding: tuple[str, ...] = (), async_commit: bool = False, **fragments: str
+    ) -> sa.TextClause:
         """``template`` with its placeholders filled for this database (cached: the queue renders a
         statement per call). ``fragments`` fill extra placeholders with fixed SQL (a filter, never a
-        value); ``expanding`` names the bind parameters that take a list (``IN :names``)."""
-        key = (template, expanding, tuple(sorted(fragments.items())))
+        value); ``expanding`` names the bind parameters that take a list (``IN :names``);
+        ``async_commit`` prefixes :attr:`async_commit` (for a statement sent on its own)."""
+        key = (template, expanding, async_commit, tuple(sorted(fragments.items())))
         statement = self._rendered.get(key)
         if statement is None:
             snippets = {
@@ -69,7 +72,10 @@ class Dialect:
                 "skip_locked": "SKIP LOCKED" if self.row_locks else "",
                 **fragments,
             }
-            statement = sa.text(template.format(**snippets))
+            text = template.format(**snippets)
+            if async_commit and self.async_commit:
+                text = f"{self.async_commit};\n{text}"
+            statement = sa.text(text)
             if expanding:
                 statement = statement.bindparams(*(sa.bindparam(name, expanding=True) for name in expanding))
             self._rendered[key] = statement

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from db.dialect import dialect_of
-from db.engine import autocommit_engine, read_connection
+from db.engine import autocommit_engine
 from db.errors import UnknownCampaign
 from db.statements import queue as q
 
@@ -73,9 +73,8 @@ class QueueCore:
         """A statement to run in :meth:`_statements`: on an autocommit connection it carries its own
         ``SET LOCAL synchronous_commit TO OFF`` (the two run as one implicit transaction, whose
         commit then does not wait for the disk) unless ``durable``."""
-        if durable or self._autocommit is None or not self.sql.async_commit:
-            return self.sql.render(template, **fragments)
-        return self.sql.render(self.sql.async_commit + ";\n" + template, **fragments)
+        on_its_own = self._autocommit is not None  # else inside _transaction, which set it already
+        return self.sql.render(template, async_commit=on_its_own and not durable, **fragments)
 
     @contextmanager
     def _transaction(self, *, durable: bool = False) -> Iterator[sa.Connection]:
@@ -115,30 +114,23 @@ class QueueCore:
     def _event(self, conn: sa.Connection, job_id: int, attempt: int, kind: str, **fields: Any) -> None:
         params = {
             "job_id": job_id, "attempt": attempt, "kind": kind, "owner": None, "node": None,
-            "resumed_from_epoch": None, "status": None, "error": None,
+            "resumed_from_epoch": None, "status": None, "error": None, "fault": None,
         }
         params.update(fields)
         conn.execute(self._sql(q.INSERT_EVENT), params)
 
     # --- campaigns ---------------------------------------------------------------------------------
-    def _campaign_ids(self, conn: sa.Connection | None, names: Sequence[str]) -> list[int]:
+    def _campaign_ids(self, conn: sa.Connection, names: Sequence[str]) -> list[int]:
         """Campaign ids by name (cached: a campaign's id never changes; it is never deleted)."""
         missing = [name for name in names if name not in self._campaign_id_by_name]
         if missing:
-            if conn is None:
-                with read_connection(self.engine) as fresh:
-                    self._lookup_campaigns(fresh, missing)
-            else:
-                self._lookup_campaigns(conn, missing)
+            statement = self.sql.render(q.CAMPAIGN_IDS, expanding=("names",))
+            found = {name: cid for cid, name in conn.execute(statement, {"names": missing})}
+            unknown = [name for name in missing if name not in found]
+            if unknown:
+                raise UnknownCampaign(f"unknown campaign {unknown[0]!r}")
+            self._campaign_id_by_name.update(found)
         return [self._campaign_id_by_name[name] for name in names]
-
-    def _lookup_campaigns(self, conn: sa.Connection, names: Sequence[str]) -> None:
-        statement = self.sql.render(q.CAMPAIGN_IDS, expanding=("names",))
-        found = {name: cid for cid, name in conn.execute(statement, {"names": list(names)})}
-        missing = [name for name in names if name not in found]
-        if missing:
-            raise UnknownCampaign(f"unknown campaign {missing[0]!r}")
-        self._campaign_id_by_name.update(found)
 
     def _campaign_info(self, conn: sa.Connection, campaign_ids: Iterable[int]) -> None:
         """Cache the names and profiles of these campaigns (a claimed job carries them)."""
