@@ -14,9 +14,12 @@ from farm.search.harness import BudgetExhausted, RunResult, SearchAlgorithm, Sea
 # short name -> ("module:class", what it is)
 ALGORITHMS: dict[str, tuple[str, str]] = {
     "rs": ("farm.search.simple:RandomSearch", "random search (the notebook's random_spec)"),
+    "rs_script": ("farm.search.simple:RandomSearchScript",
+                  "random search as run_random_search.py (uniform encoding, invalid ones free)"),
     "re": ("farm.search.simple:RegularizedEvolution", "regularized evolution as the notebook (P=50, S=10)"),
     "re_script": ("farm.search.simple:RegularizedEvolutionScript",
-                  "regularized evolution as run_regularized_evolution.py (P=100, S=10, one-parameter mutation)"),
+                  "regularized evolution as run_regularized_evolution.py (P=100, S=10, one-parameter "
+                  "mutations)"),
     "reinforce": ("farm.search.simple:Reinforce", "REINFORCE as run_rl.py (lr 0.1, baseline momentum 0.9)"),
     "bohb": ("farm.search.bohb:BOHB", "BOHB as HpBandSter with run_bohb.py's settings (own code)"),
     "smac": ("farm.search.smac:SMAC", "SMAC3 0.10 as run_smac.py (own code on a scikit-learn forest)"),

@@ -151,7 +151,7 @@ class BOHB:
                 losses.append(self._evaluate(env, vector, rungs[0]))
             for stage in range(1, s + 1):
                 ranks = np.argsort(np.argsort(losses, kind="stable"), kind="stable")
-                configs = [c for c, rank in zip(configs, ranks) if rank < sizes[stage]]
+                configs = [c for c, rank in zip(configs, ranks, strict=True) if rank < sizes[stage]]
                 losses = [self._evaluate(env, c, rungs[stage]) for c in configs]
             iteration += 1
 

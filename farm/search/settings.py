@@ -27,12 +27,15 @@ HPB = "automl/HpBandSter"
 SMAC3 = "automl/SMAC3@v0.10.0"
 
 # -- the encoding the model-based methods and REINFORCE search (NASCifar10A) -----------------------
-MAX_RAW_EDGES = Reference(9, f"{NB} tabular_benchmarks/nas_cifar10.py: MAX_EDGES = 9, checked on the raw matrix")
-INVALID_ERROR = Reference(1.0, f"{NB} tabular_benchmarks/nas_cifar10.py: record_invalid(config, 1, 1, 0); return 1, 0")
+MAX_RAW_EDGES = Reference(9, f"{NB} tabular_benchmarks/nas_cifar10.py: MAX_EDGES = 9, "
+                          "checked on the raw matrix")
+INVALID_ERROR = Reference(1.0, f"{NB} tabular_benchmarks/nas_cifar10.py: record_invalid(config, 1, 1, 0); "
+                          "return 1, 0")
 INVALID_COST = Reference(0.0, f"{NB} tabular_benchmarks/nas_cifar10.py: an invalid cell costs 0 seconds")
 
 # -- regularized evolution ------------------------------------------------------------------------
-RE_NOTEBOOK_POPULATION = Reference(50, "google-research/nasbench NASBench.ipynb: run_evolution_search(population_size=50)")
+RE_NOTEBOOK_POPULATION = Reference(50, "google-research/nasbench NASBench.ipynb: "
+                                   "run_evolution_search(population_size=50)")
 RE_NOTEBOOK_TOURNAMENT = Reference(10, "google-research/nasbench NASBench.ipynb: tournament_size=10, "
                                    "random_combination (without replacement)")
 RE_NOTEBOOK_MUTATION_RATE = Reference(1.0, "google-research/nasbench NASBench.ipynb: mutation_rate=1.0")
@@ -59,15 +62,17 @@ BOHB_MIN_POINTS_IN_MODEL = Reference(None, f"{HPB} hpbandster/optimizers/config_
 
 # -- SMAC -----------------------------------------------------------------------------------------
 SMAC_INITIAL_DESIGN = Reference(1, f"{NB} experiment_scripts/run_smac.py: initial_incumbent RANDOM "
-                                f"({SMAC3} smac/initial_design/random_configuration_design.py: one configuration)")
+                                f"({SMAC3} smac/initial_design/random_configuration_design.py: "
+                                "one configuration)")
 SMAC_RANDOM_PROBABILITY = Reference(0.33, f"{NB} experiment_scripts/run_smac.py: --random_fraction .33 "
                                     "-> random_configuration_chooser.prob")
 SMAC_TREES = Reference(10, f"{NB} experiment_scripts/run_smac.py: --n_trees 10")
-SMAC_MAX_RUNS_PER_CONFIG = Reference(4, f"{NB} experiment_scripts/run_smac.py: --max_feval 4 -> intensifier.maxR")
+SMAC_MAX_RUNS_PER_CONFIG = Reference(4, f"{NB} experiment_scripts/run_smac.py: --max_feval 4 "
+                                     "-> intensifier.maxR")
 SMAC_DETERMINISTIC = Reference(False, f"{NB} experiment_scripts/run_smac.py: deterministic 'false' "
                                "(re-runs of a configuration are new, paid queries)")
-SMAC_CHALLENGERS_PER_ITERATION = Reference(1, f"{NB} experiment_scripts/run_smac.py: intensification_percentage "
-                                           "1e-10, min_chall 1")
+SMAC_CHALLENGERS_PER_ITERATION = Reference(1, f"{NB} experiment_scripts/run_smac.py: "
+                                           "intensification_percentage 1e-10, min_chall 1")
 SMAC_RATIO_FEATURES = Reference(5 / 6, f"{SMAC3} smac/utils/io/cmd_reader.py: rf_ratio_features 5/6")
 SMAC_MIN_SAMPLES_SPLIT = Reference(3, f"{SMAC3} smac/utils/io/cmd_reader.py: rf_min_samples_split 3")
 SMAC_MIN_SAMPLES_LEAF = Reference(3, f"{SMAC3} smac/utils/io/cmd_reader.py: rf_min_samples_leaf 3")

@@ -3,6 +3,8 @@
 - ``rs`` and ``re`` follow the official notebook line for line (random_spec / mutate_spec over the
   original matrix, redrawn until ``nasbench.is_valid``; population 50, tournament 10 drawn without
   replacement, mutation rate 1.0).
+- ``rs_script`` is run_random_search.py: every parameter uniform (ConfigSpace's
+  sample_configuration), an invalid encoding costs nothing.
 - ``re_script`` is regularized evolution as in the benchmark authors' experiment script
   (run_regularized_evolution.py): population 100, a sample of 10 drawn *with* replacement, a
   mutation that changes exactly one of the 26 parameters, and the scripts' validity rule (an
@@ -55,6 +57,21 @@ class RandomSearch:
     def run(self, env: SearchEnv) -> None:
         while True:
             env.query(random_spec(env.rng, env.is_valid))
+
+
+@dataclass
+class RandomSearchScript:
+    """run_random_search.py: uniform over the 26 parameters; invalid encodings cost nothing."""
+
+    name: str = "rs_script"
+
+    def run(self, env: SearchEnv) -> None:
+        for _ in iter(int, 1):  # forever; each invalid draw is free, the harness ends the run
+            for _attempt in range(_MAX_INVALID_IN_A_ROW):
+                if objective(env, random_vector(env.np_rng)) < 1.0:
+                    break
+            else:
+                raise RuntimeError(f"rs_script drew {_MAX_INVALID_IN_A_ROW} invalid cells in a row")
 
 
 @dataclass
@@ -130,14 +147,14 @@ class Reinforce:
             probs = np.exp(shifted - shifted.max(axis=1, keepdims=True))
             probs /= probs.sum(axis=1, keepdims=True)
             cumulative = probs.cumsum(axis=1)
-            for attempt in range(1, _MAX_INVALID_IN_A_ROW + 1):
+            for _attempt in range(_MAX_INVALID_IN_A_ROW):
                 # Inverse-CDF sampling of every decision at once.
                 choice = np.minimum((cumulative < rng.random((DIMENSIONS, 1))).sum(axis=1), CARDINALITIES - 1)
                 reward = 1.0 - objective(env, choice)
                 if reward > self.min_reward:
                     break
             else:
-                raise RuntimeError(f"REINFORCE drew {attempt} invalid cells in a row")
+                raise RuntimeError(f"REINFORCE drew {_MAX_INVALID_IN_A_ROW} invalid cells in a row")
             numerator = self.momentum * numerator + (1 - self.momentum) * reward
             denominator = self.momentum * denominator + (1 - self.momentum)
             advantage = reward - numerator / denominator

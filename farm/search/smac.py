@@ -191,7 +191,8 @@ class SMAC:
 
         starts = evaluated[self._sort_by(acquisition(evaluated), rng)[: self.local_searches]]
         local_values, local_points = self._local_search(starts, acquisition, rng)
-        randoms = rng.integers(0, CARDINALITIES, size=(self.acq_challengers - len(starts), len(CARDINALITIES)))
+        count = self.acq_challengers - len(starts)
+        randoms = rng.integers(0, CARDINALITIES, size=(count, len(CARDINALITIES)))
         random_values = acquisition(randoms)
         order = self._sort_by(random_values, rng)
         # random (sorted, random tie-break) + local, then a stable sort by EI, as maximize() does

@@ -11,7 +11,7 @@ import click
 
 
 def load_bench(source: str, db_url: str | None, seed: int):
-    """A NASBench from 'synthetic[:SEED]', 'db:CAMPAIGN' or a record file."""
+    """A NASBench from 'synthetic[:SEED]', 'nb101-like[:SEED]', 'db:CAMPAIGN' or a record file."""
     from farm.api import NASBench
     from farm.records import RecordError
     from farm.tfrecord import TFRecordError
@@ -22,6 +22,13 @@ def load_bench(source: str, db_url: str | None, seed: int):
         table_seed = int(source.split(":", 1)[1]) if ":" in source else 0
         click.echo(f"building the synthetic table over the enumerated space (seed {table_seed})...", err=True)
         return NASBench(synthetic_table(table_seed), seed=seed, name=f"synthetic:{table_seed}")
+    if source == "nb101-like" or source.startswith("nb101-like:"):
+        from farm.search.nb101_like import nb101_like_table
+
+        table_seed = int(source.split(":", 1)[1]) if ":" in source else 0
+        click.echo(f"building the NAS-Bench-101-fitted table over the enumerated space (seed {table_seed})...",
+                   err=True)
+        return NASBench(nb101_like_table(table_seed), seed=seed, name=f"nb101-like:{table_seed}")
     if source.startswith("db:"):
         from db.nb101_io import campaign_records
         from nasfarm.cli.db import db_errors, open_engine
@@ -43,12 +50,12 @@ def load_bench(source: str, db_url: str | None, seed: int):
 
 @click.command("search")
 @click.option("--algorithms", default="rs,re,reinforce,bohb,smac", show_default=True,
-              help="Comma-separated: rs, re, reinforce, bohb, smac.")
+              help="Comma-separated: rs, rs_script, re, re_script, reinforce, bohb, smac.")
 @click.option("--runs", type=click.IntRange(1), default=500, show_default=True, help="Runs per algorithm.")
 @click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=5e6, show_default=True,
               help="Simulated training seconds per run.")
 @click.option("--source", required=True,
-              help="A .tfrecord/.jsonl[.gz]/.parquet file, db:CAMPAIGN, or synthetic[:SEED].")
+              help="A .tfrecord/.jsonl[.gz]/.parquet file, db:CAMPAIGN, synthetic[:SEED] or nb101-like[:SEED].")
 @click.option("--db", "db_url", envvar="NASFARM_DB", metavar="URL", default=None,
               help="Database URL for db: sources (default: $NASFARM_DB).")
 @click.option("--epochs", type=int, default=108, show_default=True, help="The full training budget.")
@@ -56,7 +63,8 @@ def load_bench(source: str, db_url: str | None, seed: int):
 @click.option("--seed", type=int, default=0, show_default=True, help="Run i uses seed SEED+i.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
 def search_cmd(algorithms, runs, budget, source, db_url, epochs, workers, seed, out_dir) -> None:
-    """Run each algorithm RUNS times; write traces.csv, runs.csv, summary.csv and regret.png."""
+    """Run each algorithm RUNS times; write traces.csv, runs.csv, summary.csv, comparison.json and
+    regret.png, and test each algorithm's final regret against random search's."""
     from farm.api import CellNotFinishedError, OutOfDomainError
     from farm.search import ALGORITHMS
     from farm.search.report import plot, summarise, time_grid, write_summary, write_traces
@@ -95,14 +103,32 @@ def search_cmd(algorithms, runs, budget, source, db_url, epochs, workers, seed, 
     write_summary(summary, grid, out / "summary.csv")
     plot(summary, grid, out / "regret.png",
          title=f"{bench.name}: {runs} runs, budget {budget:.3g} s, {epochs} epochs")
-    finals = {}
+    finals: dict[str, list[float]] = {}
     for name in names:
-        values = [r.trace[-1].regret for r in results if r.algorithm == name and r.trace]
-        finals[name] = sum(values) / len(values) if values else float("nan")
-        click.echo(f"{name:10s} mean final test regret {finals[name]:.5f} over {len(values)} runs")
+        finals[name] = [r.trace[-1].regret for r in results if r.algorithm == name and r.trace]
+        mean = sum(finals[name]) / len(finals[name]) if finals[name] else float("nan")
+        click.echo(f"{name:10s} mean final test regret {mean:.5f} over {len(finals[name])} runs")
+    comparisons = _compare_to_random_search(finals)
+    (out / "comparison.json").write_text(json.dumps([c.as_dict() for c in comparisons], indent=2))
     (out / "meta.json").write_text(json.dumps({
         "source": bench.name, "algorithms": names, "runs": runs, "budget": budget, "epochs": epochs,
-        "seed": seed, "workers": workers, "wall_seconds": round(wall, 2), "mean_final_regret": finals,
+        "seed": seed, "workers": workers, "wall_seconds": round(wall, 2),
+        "mean_final_regret": {k: (sum(v) / len(v) if v else None) for k, v in finals.items()},
     }, indent=2))
     click.echo(f"{len(results)} runs in {wall:.1f} s; wrote traces.csv, summary.csv, runs.csv, "
-               f"regret.png in {out}")
+               f"comparison.json, regret.png in {out}")
+
+
+def _compare_to_random_search(finals: dict[str, list[float]]) -> list:
+    """Print and return each algorithm's test against random search (farm.search.stats)."""
+    from farm.search.stats import ALPHA, MARGIN, compare
+
+    if "rs" not in finals or len(finals) < 2 or min(len(v) for v in finals.values()) < 2:
+        return []
+    click.echo(f"Final regret vs random search: one-sided Mann-Whitney U (lower than RS at p < {ALPHA}); "
+               f"bootstrap {1 - ALPHA:.0%} interval of the mean ratio (within RS's margin: inside "
+               f"[{1 - MARGIN:.2f}, {1 + MARGIN:.2f}])")
+    comparisons = compare(finals)
+    for comparison in comparisons:
+        click.echo("  " + comparison.line())
+    return comparisons
