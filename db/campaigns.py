@@ -40,6 +40,9 @@ class CampaignSettings:
     seed: int
     order: str  # how its jobs were ordered (the composer's word: shuffled, cheap-first, ...)
     max_attempts: int
+    source: str = "trained"  # or "imported": a published table, whose jobs nasfarm never trains
+    dataset: str = "cifar10"
+    data_fingerprint: dict[str, Any] | None = None  # of the copy the campaign was created with
 
     def __post_init__(self) -> None:
         epochs = self.epochs
@@ -49,6 +52,8 @@ class CampaignSettings:
             raise ValueError(f"repeats must be at least 1, got {self.repeats}")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if self.source not in ("trained", "imported"):
+            raise ValueError(f"a campaign's source is 'trained' or 'imported', got {self.source!r}")
 
     def columns(self) -> dict[str, Any]:
         """The campaigns row's columns (JSON as the schema stores it)."""
@@ -60,7 +65,16 @@ class CampaignSettings:
             "seed": self.seed,
             "job_order": self.order,
             "max_attempts": self.max_attempts,
+            "source": self.source,
+            "dataset": self.dataset,
         }
+
+    def fingerprint_json(self) -> str | None:
+        """The data fingerprint as stored (JSON text); not part of the settings compared on a
+        repeated create: a campaign stays itself when its data directory moves."""
+        if self.data_fingerprint is None:
+            return None
+        return json.dumps(self.data_fingerprint, sort_keys=True)
 
 
 class CellRow(NamedTuple):
@@ -150,7 +164,8 @@ def open_campaign(engine: sa.Engine, name: str, settings: CampaignSettings) -> I
         raise ValueError("a campaign name must have 1 to 200 characters")
     dialect = dialect_of(engine)
     with translating(redact(engine.url)), engine.begin() as conn:
-        campaign, created = _get_or_insert_campaign(conn, dialect, name, settings.columns())
+        campaign, created = _get_or_insert_campaign(conn, dialect, name, settings.columns(),
+                                                    settings.fingerprint_json())
         # PostgreSQL: one creator at a time stores cells, so the new ones can be COPYed straight in.
         dialect.run(conn, dialect.lock_cells)
         yield CampaignWriter(conn, dialect, campaign, created)
@@ -166,10 +181,11 @@ def get_campaign(engine: sa.Engine, name: str) -> dict[str, Any]:
 
 
 def _get_or_insert_campaign(
-    conn: sa.Connection, dialect: Dialect, name: str, columns: dict[str, Any]
+    conn: sa.Connection, dialect: Dialect, name: str, columns: dict[str, Any], fingerprint: str | None
 ) -> tuple[dict[str, Any], bool]:
     inserted = conn.execute(
-        dialect.render(sql.INSERT_CAMPAIGN), {"name": name, **columns, "created_at": time.time()}
+        dialect.render(sql.INSERT_CAMPAIGN),
+        {"name": name, **columns, "data_fingerprint": fingerprint, "created_at": time.time()},
     ).rowcount
     row = conn.execute(dialect.render(sql.CAMPAIGN), {"name": name}).one()
     if not inserted:
@@ -194,6 +210,9 @@ def _campaign_dict(row: Any) -> dict[str, Any]:
         "order": row.job_order,
         "max_attempts": row.max_attempts,
         "created_at": row.created_at,
+        "source": row.source,
+        "dataset": row.dataset,
+        "data_fingerprint": json.loads(row.data_fingerprint) if row.data_fingerprint else None,
     }
 
 

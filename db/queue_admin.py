@@ -33,18 +33,22 @@ class Maintenance(QueueCore):
                     self._sql(q.FIND_EXPIRED_LEASES), {"legacy_ttl": legacy_ttl_s, "batch": REAP_BATCH}
                 ).all()
                 for job in expired:
-                    exhausted = job.attempts >= job.max_attempts
+                    # Claimed ahead but never started (no worker recorded a start): the attempt
+                    # is handed back, as a prefetched job released by its driver would be.
+                    started = job.lease_node is not None
+                    exhausted = started and job.attempts >= job.max_attempts
                     status = "failed" if exhausted else "pending"
                     error = (
                         f"lease expired: no heartbeat from {job.lease_owner} for {job.ttl:g} s"
                         + (f" (attempt {job.attempts} of {job.max_attempts})" if exhausted else "")
+                        + ("" if started else "; it had not started: no attempt charged")
                     )
                     done = conn.execute(
                         self._sql(q.REAP_JOB),
                         {
                             "job_id": job.id, "token": job.lease_token, "status": status,
-                            "error": error, "legacy_ttl": legacy_ttl_s,
-                            "delay": 0.0 if exhausted else self._delay(job.attempts),
+                            "error": error, "legacy_ttl": legacy_ttl_s, "uncharge": 0 if started else 1,
+                            "delay": 0.0 if exhausted or not started else self._delay(job.attempts),
                         },
                     ).rowcount
                     if done:

@@ -94,9 +94,12 @@ class LeaseWrites(QueueCore):
         return True
 
     @translated
-    def fail(self, job_id: int, token: str, error: str, *, retryable: bool) -> bool:
+    def fail(self, job_id: int, token: str, error: str, *, retryable: bool, signature: str | None = None,
+             fault: str | None = None, node: str | None = None) -> bool:
         """End the attempt with ``error``: pending again after a backoff when ``retryable`` and
-        attempts remain, otherwise failed. False when the lease is lost."""
+        attempts remain, otherwise failed. ``signature`` groups errors (``job_failures``);
+        ``fault`` (job | unknown) and ``node`` (the worker that hit it) go to the job's history.
+        False when the lease is lost."""
         error = short_error(error)
         with self._transaction() as conn:
             lease = conn.execute(self._sql(q.LOCK_LEASE), {"job_id": job_id, "token": token}).first()
@@ -108,26 +111,38 @@ class LeaseWrites(QueueCore):
                 self._sql(q.END_ATTEMPT),
                 {
                     "job_id": job_id, "token": token, "status": status, "error": error,
-                    "delay": self._delay(lease.attempts) if again else 0.0,
+                    "signature": signature, "delay": self._delay(lease.attempts) if again else 0.0,
                 },
             )
             self._event(
-                conn, job_id, lease.attempts, "end", owner=lease.lease_owner, node=lease.lease_node,
-                status=status, error=error,
+                conn, job_id, lease.attempts, "end", owner=lease.lease_owner,
+                node=node or lease.lease_node, status=status, error=error, fault=fault,
             )
         return True
 
     @translated
-    def release(self, job_id: int, token: str, *, reason: str = "preempted") -> bool:
-        """Give the job back at once without charging the attempt (preemption, drain, shutdown)."""
+    def release(self, job_id: int, token: str, *, reason: str = "preempted", error: str | None = None,
+                signature: str | None = None, backoff: bool = False) -> bool:
+        """Give the job back without charging the attempt. Without ``error``: a preemption
+        (SIGTERM, drain, shutdown), pending at once. With ``error``: the node was at fault or the
+        job's checkpoint was moved aside -- the error is kept on the job, and with ``backoff`` it
+        waits as a failed attempt would before it may run again (on a healthier node)."""
         with self._transaction() as conn:
             lease = conn.execute(self._sql(q.LOCK_LEASE), {"job_id": job_id, "token": token}).first()
             if lease is None:
                 return False
-            conn.execute(self._sql(q.RELEASE_JOB), {"job_id": job_id, "token": token})
+            fence = {"job_id": job_id, "token": token}
+            if error is None:
+                conn.execute(self._sql(q.RELEASE_JOB), fence)
+            else:
+                delay = self._delay(max(lease.attempts, 1)) if backoff else 0.0
+                conn.execute(self._sql(q.RELEASE_WITH_ERROR), {
+                    **fence, "error": short_error(error), "signature": signature, "delay": delay})
             self._event(
-                conn, job_id, lease.attempts, "release", owner=lease.lease_owner,
-                node=lease.lease_node, status="pending", error=short_error(reason),
+                conn, job_id, lease.attempts - 1 if error is not None else lease.attempts, "release",
+                owner=lease.lease_owner, node=lease.lease_node, status="pending",
+                error=short_error(error if error is not None else reason),
+                fault="environment" if reason == "environment" else None,
             )
         return True
 

@@ -112,6 +112,7 @@ def test_a_reaped_lease_can_write_nothing(db_engine):
     _campaign(db_engine, n_cells=1, epochs=(4,), repeats=1)
     queue = JobQueue(db_engine, backoff_base=0)
     old = queue.claim(1, "slow-worker", lease_ttl_s=0.01)[0]
+    assert queue.start_attempt(old.job_id, old.lease_token, node="n1")
     time.sleep(0.05)
     assert queue.reap() == 1
     token = old.lease_token
@@ -129,7 +130,22 @@ def test_a_reaped_lease_can_write_nothing(db_engine):
     assert _rows(db_engine, "SELECT job_id, attempt FROM results") == [(new.job_id, 2)]
     assert _rows(db_engine, "SELECT COUNT(*) FROM job_metrics") == [(0,)]
     kinds = [e["kind"] for e in queue.history(old.job_id)]
-    assert kinds == ["claim", "reap", "claim", "end"]
+    assert kinds == ["claim", "start", "reap", "claim", "end"]
+
+
+def test_a_lease_reaped_before_its_job_started_is_not_charged(db_engine):
+    """Claimed ahead (a driver's prefetch) and never started: the reaper hands the attempt back."""
+    _campaign(db_engine, n_cells=1, epochs=(4,), repeats=1)
+    queue = JobQueue(db_engine, backoff_base=1000)  # a charged reap would also wait ~1000 s
+    prefetched = queue.claim(1, "dead-driver", lease_ttl_s=0.01)[0]
+    assert prefetched.attempt == 1
+    time.sleep(0.05)
+    assert queue.reap() == 1
+    row = queue.job(prefetched.job_id)
+    assert (row["status"], row["attempts"]) == ("pending", 0)
+    assert "no attempt charged" in row["last_error"]
+    again = queue.claim(1, "next-driver")[0]  # at once: no backoff for an attempt never made
+    assert (again.job_id, again.attempt) == (prefetched.job_id, 1)
 
 
 def test_fail_backs_off_then_fails_at_max_attempts(db_engine):
@@ -300,7 +316,7 @@ def test_a_short_lease_ttl_never_reaps_a_longer_ones_healthy_leases_yet_reaps_an
                                                                            "driver-long")
     row = short_driver.job(abandoned.job_id)
     assert (row["status"], row["lease_token"]) == ("pending", None)
-    assert row["last_error"] == "lease expired: no heartbeat from driver-long for 4 s"
+    assert row["last_error"].startswith("lease expired: no heartbeat from driver-long for 4 s")
     claim, reap = short_driver.history(abandoned.job_id)
     assert (claim["kind"], reap["kind"]) == ("claim", "reap")
     assert reap["at"] - claim["at"] >= long_ttl  # on the database's clock: not before it expired

@@ -12,9 +12,9 @@ CELL_COLUMNS = "hash, matrix, ops, vertices, edges, trainable_parameters, flops"
 # unique index, then finds the row (CAMPAIGN) instead of failing.
 INSERT_CAMPAIGN = """
 INSERT INTO campaigns (name, profile_name, profile, epochs, repeats, seed, job_order, max_attempts,
-                       created_at)
+                       source, dataset, data_fingerprint, created_at)
 VALUES (:name, :profile_name, :profile, :epochs, :repeats, :seed, :job_order, :max_attempts,
-        :created_at)
+        :source, :dataset, :data_fingerprint, :created_at)
 ON CONFLICT (name) DO NOTHING
 """
 CAMPAIGN = "SELECT * FROM campaigns WHERE name = :name"

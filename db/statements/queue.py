@@ -262,7 +262,17 @@ WHERE id = :job_id AND lease_token = :token AND status = 'running'
 # end_attempt: the lease ends without a result -- back to pending (after :delay seconds) or failed.
 END_ATTEMPT = """
 UPDATE jobs SET status = :status, not_before = {now} + :delay, last_error = :error,
+    error_signature = :signature,
     finished_at = CASE WHEN :status = 'pending' THEN NULL ELSE {now} END,
+    lease_token = NULL, lease_owner = NULL, heartbeat_at = NULL, lease_expires_at = NULL
+WHERE id = :job_id AND lease_token = :token AND status = 'running'
+"""
+
+# release_with_error: the node (not the job) was at fault, or the job's checkpoint was unusable and
+# moved aside: pending after :delay, the claim's attempt handed back, the error kept for people.
+RELEASE_WITH_ERROR = """
+UPDATE jobs SET status = 'pending', not_before = {now} + :delay, attempts = attempts - 1,
+    last_error = :error, error_signature = :signature,
     lease_token = NULL, lease_owner = NULL, heartbeat_at = NULL, lease_expires_at = NULL
 WHERE id = :job_id AND lease_token = :token AND status = 'running'
 """
@@ -297,6 +307,7 @@ LIMIT :batch
 # that arrived since FIND_EXPIRED_LEASES keeps the job).
 REAP_JOB = """
 UPDATE jobs SET status = :status, not_before = {now} + :delay, last_error = :error,
+    attempts = attempts - :uncharge,
     finished_at = CASE WHEN :status = 'pending' THEN NULL ELSE {now} END,
     lease_token = NULL, lease_owner = NULL, heartbeat_at = NULL, lease_expires_at = NULL
 WHERE id = :job_id AND lease_token = :token AND status = 'running'
@@ -304,8 +315,8 @@ WHERE id = :job_id AND lease_token = :token AND status = 'running'
 """
 
 INSERT_EVENT = """
-INSERT INTO job_events (job_id, attempt, kind, owner, node, resumed_from_epoch, status, error, at)
-VALUES (:job_id, :attempt, :kind, :owner, :node, :resumed_from_epoch, :status, :error, {now})
+INSERT INTO job_events (job_id, attempt, kind, owner, node, resumed_from_epoch, status, error, fault, at)
+VALUES (:job_id, :attempt, :kind, :owner, :node, :resumed_from_epoch, :status, :error, :fault, {now})
 """
 
 # --- campaign-wide operations --------------------------------------------------------------------
