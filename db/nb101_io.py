@@ -4,7 +4,7 @@
   CLI hands to ``farm.api.NASBench`` and to ``nasfarm export``);
 - :func:`store_records` stores published records (e.g. ``nasbench_only108.tfrecord``) as the results
   of a campaign's jobs and marks them done, so that SQL and ``nasfarm compare`` see both tables
-  side by side (``nasfarm.campaigns.import_records`` creates that campaign first).
+  side by side (``nasfarm.campaigns.import_records`` creates that campaign in the same transaction).
 
 Records come from ``farm.records`` (plain data, no torch/Ray). A record without a repeat index
 (the published files keep it implicit) gets 0, 1, 2... in the order met, per (cell, budget).
@@ -82,31 +82,32 @@ def _float(value: Any) -> float | None:
 
 
 def store_records(
-    engine: sa.Engine, campaign_id: int, records: Iterable[BenchmarkRecord], *, chunk: int = 20_000
+    conn: sa.Connection, campaign_id: int, records: Iterable[BenchmarkRecord], *, chunk: int = 20_000
 ) -> int:
-    """Store ``records`` as the results of campaign ``campaign_id``'s matching jobs (which must
-    exist) and mark those jobs done; a job with a result already is skipped (re-importing adds
-    nothing). Streams the records in chunks. Returns how many results were added."""
-    dialect = dialect_of(engine)
+    """Store ``records`` as the results of campaign ``campaign_id``'s matching jobs and mark those
+    jobs done, on ``conn`` -- inside the transaction that created the campaign and its jobs
+    (:func:`db.campaigns.open_campaign`), so an import that fails half-way leaves nothing. A job
+    with a result already is skipped (re-importing adds nothing). Streams the records in chunks.
+    Returns how many results were added."""
+    dialect = dialect_of(conn)
     insert = dialect.render(sql.INSERT_IMPORT_ROW)
     seen: dict[tuple[str, int], int] = {}
-    with translating(redact(engine.url)), engine.begin() as conn:
-        conn.execute(dialect.render(sql.CREATE_IMPORT_TABLE))
-        rows: list[dict[str, Any]] = []
-        for record in records:
-            key = (record.module_hash, int(record.epochs))
-            repeat = record.repeat if record.repeat is not None else seen.get(key, 0)
-            seen[key] = seen.get(key, 0) + 1
-            rows.append(_import_row(record, repeat))
-            if len(rows) >= chunk:
-                conn.execute(insert, rows)
-                rows.clear()
-        if rows:
+    conn.execute(dialect.render(sql.CREATE_IMPORT_TABLE))
+    rows: list[dict[str, Any]] = []
+    for record in records:
+        key = (record.module_hash, int(record.epochs))
+        repeat = record.repeat if record.repeat is not None else seen.get(key, 0)
+        seen[key] = seen.get(key, 0) + 1
+        rows.append(_import_row(record, repeat))
+        if len(rows) >= chunk:
             conn.execute(insert, rows)
-        params = {"campaign_id": campaign_id, "now": time.time()}
-        added = conn.execute(dialect.render(sql.STORE_IMPORTED_RESULTS), params).rowcount
-        conn.execute(dialect.render(sql.MARK_IMPORTED_DONE), params)
-        conn.execute(dialect.render(sql.DROP_IMPORT_TABLE))
+            rows.clear()
+    if rows:
+        conn.execute(insert, rows)
+    params = {"campaign_id": campaign_id, "now": time.time()}
+    added = conn.execute(dialect.render(sql.STORE_IMPORTED_RESULTS), params).rowcount
+    conn.execute(dialect.render(sql.MARK_IMPORTED_DONE), params)
+    conn.execute(dialect.render(sql.DROP_IMPORT_TABLE))
     return added
 
 

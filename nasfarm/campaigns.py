@@ -245,25 +245,43 @@ def import_records(
     progress: bool = False,
     chunk: int = 20_000,
 ) -> dict[str, Any]:
-    """Load records as campaign ``campaign`` of done jobs; idempotent (re-import adds nothing).
+    """Load records as campaign ``campaign`` (source 'imported') of done jobs, all or nothing.
 
-    ``read`` is called twice (cells and budgets first, then the results), so a multi-GB file is
-    streamed rather than held in memory. Returns the campaign dict plus ``results_added``.
+    ``read`` is called twice, so a multi-GB file is streamed rather than held in memory: the first
+    pass reads and checks every record (cells, budgets, repeats); the second stores them, in the
+    one transaction that also creates the campaign, its cells and its jobs. A file that turns out
+    bad in either pass leaves nothing behind. Jobs are made only for the (cell, budget, repeat)s the
+    file has, so every job of an imported campaign is done: a file lacking some repeats or budgets
+    leaves no pending job to train (``nasfarm run`` never trains an imported campaign anyway).
+    Re-importing adds nothing. Returns the campaign dict plus ``results_added``.
     """
     cells: dict[str, CellSpec] = {}
-    budgets: set[int] = set()
-    repeats: dict[tuple[str, int], int] = {}
+    seen: dict[tuple[str, int], int] = {}
+    runs: set[tuple[str, int, int]] = set()  # (cell, budget, repeat), numbered as store_records does
     for record in read():
         if record.module_hash not in cells:
             cells[record.module_hash] = record_cell(record)
-        budgets.add(int(record.epochs))
         key = (record.module_hash, int(record.epochs))
-        repeats[key] = repeats.get(key, 0) + 1
+        runs.add((*key, record.repeat if record.repeat is not None else seen.get(key, 0)))
+        seen[key] = seen.get(key, 0) + 1
     if not cells:
         raise ValueError("no records to import")
-    info = create_campaign(
-        engine, campaign, cells.values(), epochs=sorted(budgets), repeats=max(repeats.values()),
-        profile=profile, order="as-given", progress=progress, max_attempts=1,
-    )
-    added = store_records(engine, info["id"], read(), chunk=chunk)
-    return {**info, "results_added": added}
+    budgets = sorted({epochs for _, epochs, _ in runs})
+    settings = CampaignSettings(profile=profile, epochs=tuple(budgets),
+                                repeats=max(r for _, _, r in runs) + 1, seed=0, order="as-given",
+                                max_attempts=1, source="imported")
+    specs = list(cells.values())
+    with open_campaign(engine, campaign, settings) as writer:
+        flops = writer.stored_flops(cells.keys())
+        new = _NewCellRows([spec for spec in specs if spec.hash not in flops], costs_first=False)
+        try:
+            present = writer.cells_with_jobs()
+            jobs = (JobRow(h, e, r, job_seed(0, h, r)) for h, e, r in sorted(runs) if h not in present)
+            with _progress_bar(len(runs), progress and sys.stderr.isatty()) as advance:
+                jobs_added = writer.add_jobs(jobs, on_progress=advance)
+            cells_added = writer.add_cells(new.rows())
+        finally:
+            new.close()
+        added = store_records(writer.conn, writer.campaign["id"], read(), chunk=chunk)
+    return {**writer.campaign, "created": writer.created, "cells_added": cells_added,
+            "jobs_added": jobs_added, "results_added": added}
