@@ -110,7 +110,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from farm.data import write_synthetic_cifar10
-    from scheduler.driver import RunOptions, run_campaigns
+    from scheduler.launch import run_campaigns
+    from scheduler.options import RunOptions
 
     scratch = Path(tempfile.mkdtemp(prefix="nasfarm-bench-"))
     url = args.db or f"sqlite:///{scratch / 'bench.db'}"

@@ -13,7 +13,8 @@ One loop, single-threaded, woken by Ray as soon as any worker finishes, starts o
 - outcomes: a worker reports done / failed / released / lost after writing it itself. A worker that
   died (process killed, node lost) raises an actor error here, and the driver hands the job back
   at once with ``fail(retryable=True)``: a crash counts as an attempt, the queue decides the rest.
-- reap: expired leases (a driver killed with -9, a partition) go back to pending.
+- reap: expired leases (a partition, a lost worker) go back to pending; so do, at once, the leases
+  of a driver whose liveness row went stale (killed with -9): no wait for their TTL.
 - stop: the first SIGTERM/SIGINT stops claiming, releases prefetched jobs, asks every busy worker
   to checkpoint and release, and waits up to ``drain_timeout_s``; a second signal exits at once.
 
@@ -29,8 +30,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -39,8 +39,9 @@ import ray.exceptions
 from db.errors import DatabaseUnavailable
 from db.queue import ClaimedJob, JobQueue
 from db.retry import GaveUp, retry_db
-from scheduler.cluster import connect
+from scheduler.breaker import CircuitBreaker
 from scheduler.fleet import Fleet, Worker
+from scheduler.health import HealthBook
 from scheduler.options import RunOptions
 from scheduler.placement import CardShare, IdleWorker, assign, no_share, usable_idle
 from scheduler.pool import (
@@ -49,14 +50,12 @@ from scheduler.pool import (
     alive_nodes,
     auto_shape,
     choose_shape,
-    parse_gpus_per_job,
     pool_target,
 )
 from scheduler.progress import RunProgress
 from scheduler.signals import ImmediateExit, StopRequest
 from scheduler.summary import ACTIVE_STATUSES, RunSummary
-from workers import storage as ckpt_storage
-from workers.contracts import JobOutcome, TrainerName, WorkerSettings
+from workers.contracts import JobOutcome, WorkerSettings
 from workers.contracts import OutcomeStatus as Status
 from workers.job import MAX_FUSED_REPEATS, group_runner
 
@@ -67,56 +66,17 @@ class FarmError(RuntimeError):
     """The run cannot go on (workers cannot start, the cluster has no usable resources...)."""
 
 
+def _node_data_dir(opts: RunOptions) -> str | None:
+    """Where each worker reads its node's copy of the data set (``data_from="nodes"``), else None."""
+    if opts.data_from != "nodes":
+        return None
+    from farm.data import default_data_dir
+
+    return str(opts.data_dir or default_data_dir())
+
+
 def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def run_campaigns(
-    engine_url: str,
-    campaigns: Sequence[str] = (),
-    options: RunOptions | None = None,
-    *,
-    stop: StopRequest | None = None,
-    on_progress: Callable[[dict[str, int]], None] | None = None,
-) -> RunSummary:
-    """Work through ``campaigns`` (all campaigns when empty) on a Ray cluster until none of their
-    jobs is pending or running (or for ever with ``follow=True``), then return what happened.
-
-    Installs SIGTERM/SIGINT handlers when called from the main thread; pass ``stop`` to control
-    stopping yourself (``stop.request()``).
-    """
-    opts = options or RunOptions()
-    # An unknown trainer or an impossible shape fails here, before Ray starts.
-    opts = replace(opts, trainer=TrainerName.parse(opts.trainer),
-                   gpus_per_job=parse_gpus_per_job(opts.gpus_per_job))
-    if opts.gpus_per_job != AUTO:
-        choose_shape(1.0, opts.gpus_per_job, opts.cpus_per_job)
-    from db.campaigns import get_campaign
-    from db.engine import make_engine
-
-    engine = make_engine(engine_url)
-    for name in campaigns:
-        get_campaign(engine, name)  # UnknownCampaign before anything starts
-    queue = JobQueue(engine, backoff_base=opts.retry_backoff_s)
-    payload = _load_payload(opts)
-    cluster = connect(opts.address)
-    try:
-        # After ray.init, which installs its own SIGTERM handler (exit at once) in the driver.
-        with stop or StopRequest() as stopping:
-            driver = Driver(queue, engine_url, list(campaigns), opts, payload, stopping, on_progress)
-            driver.summary.cluster = cluster.address
-            return driver.run()
-    finally:
-        # Disconnecting also ends this driver's actors (owned by it, not detached) and, for the
-        # embedded default, the local cluster.
-        cluster.disconnect()
-
-
-def _load_payload(opts: RunOptions) -> dict[str, Any]:
-    from farm.data import default_data_dir, load_cifar10
-    from workers.data import to_payload
-
-    return to_payload(load_cifar10(opts.data_dir or default_data_dir()))
 
 
 class Driver:
@@ -126,24 +86,27 @@ class Driver:
         engine_url: str,
         campaigns: list[str],
         opts: RunOptions,
-        payload: dict[str, Any],
+        payload: dict[str, Any] | None,
         stop: StopRequest,
         on_progress: Callable[[dict[str, int]], None] | None = None,
+        *,
+        storage_root: str,
     ):
         self.queue = queue
         self.campaigns = campaigns
         self.opts = opts
         self.stop = stop
         self.owner = default_owner()
-        self.summary = RunSummary(campaigns=list(campaigns), owner=self.owner)
+        self.summary = RunSummary(campaigns=list(campaigns), owner=self.owner, follow=opts.follow)
         # Claimed, not yet dispatched (prefetch): units of one job, or (--trainer fused) of the
         # repeats of one cell, claimed together to train as one network.
         self.buffer: list[list[ClaimedJob]] = []
         self.grouped = group_runner(opts.trainer) is not None
         self.hand_backs: list[tuple[ClaimedJob, str]] = []  # dead workers' jobs, while the database is away
         self.started = time.monotonic()
-        self.storage_root = ckpt_storage.resolve_storage(opts.storage)
-        data_ref = ray.put(payload)  # once; Ray copies it once to each node that runs a worker
+        self.storage_root = storage_root
+        # Once; Ray copies it once to each node that runs a worker (None: workers read their own).
+        data_ref = ray.put(payload) if payload is not None else None
         self.shape, self.share, self.smallest_share = self._choose_shape(
             [n.resources for n in alive_nodes()])
         self.fleet = Fleet(self.shape, WorkerSettings(
@@ -156,7 +119,12 @@ class Driver:
             keep_checkpoints=opts.keep_checkpoints,
             trainer=opts.trainer,
             job_runner=opts.job_runner,
+            node_data_dir=_node_data_dir(opts),
         ), data_ref)
+        self.health = HealthBook(opts.drain_after_faults, opts.drain_window_s)
+        self.breaker = CircuitBreaker(opts.breaker_window, opts.breaker_threshold)
+        # Nodes where a job failed with an error no rule knows: it retries on another node first.
+        self.avoid: dict[int, set[str]] = {}
         self.heartbeat_s = max(opts.lease_ttl_s / 4.0, 0.05)
         self.reap_every_s = max(opts.lease_ttl_s / 4.0, 1.0)
         self.draining_since: float | None = None
@@ -166,6 +134,7 @@ class Driver:
         self.next_resize = 0.0
         self.next_reap = 0.0
         self.next_beat = 0.0
+        self.next_alive = 0.0
         self.next_count = 0.0
         self.counts: dict[str, int] = {}
         self.db_down_until = 0.0
@@ -193,11 +162,13 @@ class Driver:
 
     def run(self) -> RunSummary:
         log.info("driver %s: %s, storage %s", self.owner, self.shape.describe(), self.storage_root)
+        # A liveness row: a driver that finds it stale (this one killed -9) reaps our leases at once.
+        self._db(lambda: self.queue.register_driver(self.owner, self.heartbeat_s), "register driver")
         immediate = False
         try:
             while True:
                 now = time.monotonic()
-                if self.stop.requested.is_set() and self.draining_since is None:
+                if self.draining_since is None and (self.stop.requested.is_set() or self.summary.stopped_by):
                     self._begin_drain()
                 if self.draining_since is not None:
                     if not self.fleet.busy() or now - self.draining_since > self.opts.drain_timeout_s:
@@ -259,11 +230,17 @@ class Driver:
 
     def _maintain(self, now: float) -> None:
         self._flush_hand_backs()
+        if now >= self.next_alive:
+            self.next_alive = now + self.heartbeat_s
+            self._db(lambda: self.queue.beat_driver(self.owner), "driver heartbeat")
         if now >= self.next_reap:
             self.next_reap = now + self.reap_every_s
             reaped = self._db(lambda: self.queue.reap(legacy_ttl_s=self.opts.lease_ttl_s), "reap", 0)
             if reaped:
                 log.warning("reaped %d expired lease(s)", reaped)
+            orphaned = self._db(lambda: self.queue.reap_dead_drivers(self.owner), "reap dead drivers", 0)
+            if orphaned:
+                log.warning("took back %d lease(s) of driver(s) that are gone", orphaned)
         if now >= self.next_beat and self.buffer:
             self.next_beat = now + self.heartbeat_s
             kept = []
@@ -285,7 +262,7 @@ class Driver:
         # Claim only for workers that exist (a cluster without capacity should leave the jobs to
         # other drivers), but keep the prefetch topped up while they are all busy: the next worker
         # to finish then gets a job without a database round trip.
-        if now < self.next_claim or not any(w.ready for w in self.fleet.workers.values()):
+        if now < self.next_claim or not any(w.ready and not w.drained for w in self.fleet.workers.values()):
             return
         # Idle workers on a card too full for even the smallest job do not count (auto packing).
         usable = usable_idle(self._idle_slots(), self.fleet.load(), smallest_share=self.smallest_share)
@@ -308,12 +285,22 @@ class Driver:
                                                   lease_ttl_s=self.opts.lease_ttl_s)]
 
     def _idle_slots(self) -> list[IdleWorker]:
-        return [IdleWorker(worker, worker.device) for worker in self.fleet.idle()]
+        return [IdleWorker(worker, worker.device, worker.node_id) for worker in self.fleet.idle()]
+
+    def _avoided_nodes(self, unit: list[ClaimedJob]) -> set[str]:
+        """Nodes where a job of ``unit`` failed with an unknown error, unless no other node is
+        there to try (then the same node again: the job's attempt budget still bounds it)."""
+        avoided = set().union(*(self.avoid.get(job.job_id, set()) for job in unit))
+        if not avoided:
+            return avoided
+        others = {w.node_id for w in self.fleet.workers.values() if not w.drained} - avoided
+        return avoided if others else set()
 
     def _dispatch(self) -> None:
         if not self.buffer:
             return
-        plan = assign(self.buffer, self.share, self._idle_slots(), self.fleet.load())
+        plan = assign(self.buffer, self.share, self._idle_slots(), self.fleet.load(),
+                      avoid=self._avoided_nodes)
         for index, worker in plan:
             unit = self.buffer[index]
             worker.jobs = unit
@@ -370,6 +357,18 @@ class Driver:
                 raise FarmError(f"workers cannot start: {self.last_init_error}") from exc
             return
         self.init_failures = 0
+        problems = worker.info.get("problems") or []
+        if problems:
+            # The node-local checks failed: this node is drained before it takes a single job.
+            node = worker.node_id or worker.describe()
+            for problem in problems:
+                self.health.environment_fault(node, worker.describe(), problem)
+            self._drain_node(node, worker.describe(), problems[0], force=True)
+            return
+        if self.health.is_drained(worker.node_id):
+            worker.drained = True  # a new worker on a node drained before: it gets no job
+            self._check_healthy_nodes()
+            return
         log.info("worker ready: %s (%s)", worker.info["node"], worker.info["device"])
 
     def _on_outcome(self, worker: Worker, ref: Any) -> None:
@@ -395,7 +394,7 @@ class Driver:
                 self._hand_back(job, f"worker lost ({worker.describe()}): {reason}")
             return
         for outcome in outcomes:
-            self._count(outcome)
+            self._count(outcome, worker)
         first = outcomes[0]
         if worker.last_finished_at is not None and first.status in (Status.DONE, Status.FAILED):
             self.summary.idle_gaps_s.append(max(first.started_at - worker.last_finished_at, 0.0))
@@ -403,20 +402,45 @@ class Driver:
         if any(outcome.worker_exiting for outcome in outcomes):
             log.warning("worker %s is draining (SIGTERM); retiring it", worker.describe())
             self.fleet.remove(worker)
+        elif self.health.is_drained(worker.node_id):
+            worker.drained = True
+            self._check_healthy_nodes()
 
-    def _count(self, outcome: JobOutcome) -> None:
+    def _count(self, outcome: JobOutcome, worker: Worker) -> None:
         status = outcome.status
+        self.summary.handled.add(outcome.job_id)
         if status is Status.DONE:
             self.summary.done += 1
+            self._breaker(None)
         elif status is Status.FAILED:
             self.summary.failed += 1
             log.warning("job %d failed (%s): %s", outcome.job_id,
                         "will retry" if outcome.retryable else "final", outcome.error)
+            if outcome.fault == "unknown" and worker.node_id:
+                self.avoid.setdefault(outcome.job_id, set()).add(worker.node_id)
+            self._breaker(outcome.signature or outcome.error or "unknown error")
+        elif status is Status.ENVIRONMENT:
+            self.summary.environment_faults += 1
+            node = worker.node_id or worker.describe()
+            log.warning("job %d released: environment fault on %s: %s", outcome.job_id,
+                        worker.describe(), outcome.error)
+            if self.health.environment_fault(node, worker.describe(), outcome.error or ""):
+                self._drain_node(node, worker.describe(), outcome.error or "")
+            else:
+                self._record_health(node)
+            self._breaker(outcome.signature or outcome.error or "environment fault")
         elif status in (Status.RELEASED, Status.REFUSED):
             self.summary.released += 1
         elif status is Status.LOST:
             self.summary.lost += 1
             log.warning("job %d: lease lost; its result was not written", outcome.job_id)
+
+    def _breaker(self, signature: str | None) -> None:
+        trip = self.breaker.record(signature)
+        if trip is not None and self.summary.stopped_by is None:
+            self.summary.stopped_by = "breaker"
+            self.summary.stop_reason = trip.describe()
+            log.error("%s", self.summary.stop_reason)
 
     def _hand_back(self, job: ClaimedJob, error: str) -> None:
         """The job's worker is gone: fail this attempt now (retryable) instead of waiting for the TTL.
@@ -440,12 +464,46 @@ class Driver:
 
     # -- stopping ------------------------------------------------------------------------------
 
+    def _drain_node(self, node_id: str, label: str, error: str, *, force: bool = False) -> None:
+        """Place no more jobs on ``node_id`` and retire its idle workers (busy ones retire when
+        their job ends). With every node drained, the run stops: its jobs stay pending."""
+        if force and not self.health.is_drained(node_id):
+            self.health.node(node_id, label).drained_at = time.monotonic()
+        self.summary.drained_nodes = sorted({*self.summary.drained_nodes, label.rsplit("/pid", 1)[0]})
+        log.error("node %s drained (%d environment fault(s)): %s", label.rsplit("/pid", 1)[0],
+                  self.health.node(node_id).total_faults, error.splitlines()[0] if error else "")
+        self._record_health(node_id)
+        # Its workers stay alive but get no job: holding the node's slots, they keep Ray from
+        # placing replacements there (which would only be drained in turn).
+        for worker in self.fleet.workers.values():
+            if worker.node_id == node_id:
+                worker.drained = True
+        self._check_healthy_nodes()
+
+    def _check_healthy_nodes(self) -> None:
+        """Stop the run when every worker is on a drained node (starting ones may still be good)."""
+        healthy = [w for w in self.fleet.workers.values() if not w.drained]
+        if self.fleet.workers and not healthy and self.summary.stopped_by is None:
+            self.summary.stopped_by = "no-healthy-worker"
+            self.summary.stop_reason = (
+                f"no healthy worker left: node(s) {', '.join(self.summary.drained_nodes)} drained "
+                f"after environment faults; the jobs stay pending (fix the nodes, then run again)")
+            log.error("%s", self.summary.stop_reason)
+
+    def _record_health(self, node_id: str) -> None:
+        health = self.health.node(node_id)
+        self._db(lambda: self.queue.record_node_health(
+            self.owner, node_id, health.label.rsplit("/pid", 1)[0], health.state, health.total_faults,
+            health.last_error), "record node health")
+
     def _begin_drain(self) -> None:
         self.draining_since = time.monotonic()
-        self.summary.interrupted = self.stop.signal_name or "stop requested"
+        if self.summary.stopped_by is None:
+            self.summary.interrupted = self.stop.signal_name or "stop requested"
+        reason = self.summary.interrupted or self.summary.stop_reason
         busy = self.fleet.busy()
         log.warning("%s: stopping; %d running job(s) checkpoint and go back to pending",
-                    self.summary.interrupted, len(busy))
+                    reason, len(busy))
         for worker in busy:
             for job in worker.jobs:
                 worker.handle.preempt.remote(job.job_id)
@@ -481,6 +539,12 @@ class Driver:
             with contextlib.suppress(GaveUp):  # else keep the last counts seen
                 self.counts = retry_db(lambda: self.queue.counts(self.campaigns or None),
                                        what="final counts", deadline_s=5.0)
+            with contextlib.suppress(GaveUp):
+                self.summary.handled_failed = retry_db(
+                    lambda: self.queue.failed_among(sorted(self.summary.handled)),
+                    what="final status of the jobs handled", deadline_s=5.0)
+            with contextlib.suppress(GaveUp):
+                retry_db(lambda: self.queue.retire_driver(self.owner), what="retire driver", deadline_s=5.0)
         self.summary.counts = dict(self.counts)
         self.summary.elapsed_s = time.monotonic() - self.started
 

@@ -32,6 +32,7 @@ class Worker:
     share: float = 0.0  # of its GPU, while busy (scheduler.placement; 0 unless --gpus-per-job auto)
     run_ref: Any | None = None
     preempt_sent: bool = False
+    drained: bool = False  # on a node drained for environment faults: alive, but given no job
     last_finished_at: float | None = None  # worker clock, for the idle gap between jobs
 
     @property
@@ -113,7 +114,8 @@ class Fleet:
         return [w for w in self.workers.values() if not w.ready]
 
     def idle(self) -> list[Worker]:
-        return [w for w in self.workers.values() if w.ready and not w.busy]
+        """Ready workers without a job, on healthy nodes."""
+        return [w for w in self.workers.values() if w.ready and not w.busy and not w.drained]
 
     def busy(self) -> list[Worker]:
         return [w for w in self.workers.values() if w.busy]

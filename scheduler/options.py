@@ -28,4 +28,15 @@ class RunOptions:
     resize_interval_s: float = 2.0
     progress: bool | None = None  # None: a bar when stderr is a terminal
     trainer: TrainerName = TrainerName.FAITHFUL
+    all_campaigns: bool = False  # with no campaign named: allow more than one (nasfarm run --all)
+    # "driver": the driver reads the data set and ships it to every node through Ray's object store;
+    # "nodes": each worker reads its own node's copy at data_dir (a node whose copy is bad is drained).
+    data_from: str = "driver"
+    # The circuit breaker (scheduler.breaker): stop when >= threshold of the last `window` outcomes
+    # failed with one error signature.
+    breaker_window: int = 20
+    breaker_threshold: float = 0.8
+    # Node health (scheduler.health): drain a node after this many environment faults in the window.
+    drain_after_faults: int = 3
+    drain_window_s: float = 600.0
     job_runner: JobRunner | None = None  # the benchmark's near-zero-work job; None = the trainer

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 class IdleWorker:
     worker: Any
     device: Hashable  # (node id, GPU ids) of a GPU worker; a key of its own for a CPU worker
+    node: str | None = None  # the Ray node it runs on
 
 
 def assign(
@@ -45,21 +46,30 @@ def assign(
     share: Callable[[Unit], float],
     idle: Sequence[IdleWorker],
     load: Mapping[Hashable, float],
+    avoid: Callable[[Unit], set[str]] | None = None,
 ) -> list[tuple[int, Any]]:
     """``(index into units, worker)`` pairs to start now, by the rule in the module docstring.
 
-    ``load`` is the sum of the shares of the jobs running on each device.
+    ``load`` is the sum of the shares of the jobs running on each device. ``avoid(unit)``: nodes
+    the unit must not start on (it waits for a worker elsewhere; it reserves nothing meanwhile).
     """
     load = dict(load)
     free: dict[Hashable, list[Any]] = {}
+    node_of: dict[Hashable, str | None] = {}
     for slot in idle:
         free.setdefault(slot.device, []).append(slot.worker)
+        node_of[slot.device] = slot.node
     reserved: set[Hashable] = set()
     plan: list[tuple[int, Any]] = []
     for index, unit in enumerate(units):
         open_devices = [d for d, workers in free.items() if workers and d not in reserved]
         if not open_devices:
             break
+        avoided = avoid(unit) if avoid is not None else set()
+        if avoided:
+            open_devices = [d for d in open_devices if node_of[d] not in avoided]
+            if not open_devices:
+                continue
         need = share(unit)
         fits = [d for d in open_devices if load.get(d, 0.0) + need <= 1.0 + _SLACK]
         if fits:

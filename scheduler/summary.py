@@ -9,6 +9,15 @@ from typing import Any
 ACTIVE_STATUSES = ("pending", "running")
 FINISHED_STATUSES = ("done", "failed", "cancelled")
 
+# `nasfarm run` / `nasfarm demo` exit codes (README, "Exit codes"). 2 is click's usage error.
+EXIT_OK = 0  # every job this run handled is done (and nothing stopped it)
+EXIT_JOBS_FAILED = 1  # some job this run handled failed for good (or the run ended with work left)
+EXIT_PREFLIGHT = 3  # pre-flight failed: nothing was claimed
+EXIT_BREAKER = 4  # the circuit breaker stopped the run: most outcomes failed the same way
+EXIT_NO_HEALTHY_WORKER = 5  # every node was drained for environment faults; jobs stay pending
+EXIT_SIGINT = 130  # stopped by Ctrl-C: running jobs checkpointed and released
+EXIT_SIGTERM = 143  # stopped by SIGTERM: likewise
+
 
 @dataclass
 class RunSummary:
@@ -27,6 +36,25 @@ class RunSummary:
     elapsed_s: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)  # the campaigns' jobs by status at the end
     idle_gaps_s: list[float] = field(default_factory=list, repr=False)
+    environment_faults: int = 0  # jobs released because their node was at fault (no attempt charged)
+    drained_nodes: list[str] = field(default_factory=list)
+    stopped_by: str | None = None  # "breaker" or "no-healthy-worker"
+    stop_reason: str | None = None  # the line saying why
+    handled: set[int] = field(default_factory=set, repr=False)  # job ids this run dispatched
+    handled_failed: int = 0  # of those, failed for good at the end
+    follow: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_SIGINT if self.interrupted == "SIGINT" else EXIT_SIGTERM
+        if self.stopped_by == "breaker":
+            return EXIT_BREAKER
+        if self.stopped_by == "no-healthy-worker":
+            return EXIT_NO_HEALTHY_WORKER
+        if self.handled_failed or not (self.complete or self.follow):
+            return EXIT_JOBS_FAILED
+        return EXIT_OK
 
     @property
     def complete(self) -> bool:
@@ -43,6 +71,8 @@ class RunSummary:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("idle_gaps_s")
+        data.pop("handled")
+        data["exit_code"] = self.exit_code
         data["idle_gap_p50_s"] = self.idle_gap_percentile(50)
         data["idle_gap_p99_s"] = self.idle_gap_percentile(99)
         data["complete"] = self.complete

@@ -128,7 +128,8 @@ def test_a_job_whose_cell_cannot_be_read_gets_a_whole_card_instead_of_stopping_t
 
 DRIVER = textwrap.dedent('''
     import json, os, sys, time
-    from scheduler.driver import RunOptions, run_campaigns
+    from scheduler.launch import run_campaigns
+    from scheduler.options import RunOptions
 
     url, address, data_dir, storage, log_dir = sys.argv[1:6]
 

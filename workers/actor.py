@@ -36,17 +36,20 @@ import ray
 from db.queue import ClaimedJob
 from db.retry import retry_db
 from workers import storage
+from workers.checks import node_problems
 from workers.contracts import JobOutcome, WorkerSettings
 from workers.contracts import OutcomeStatus as Status
-from workers.heartbeat import LeaseKeeper
-from workers.job import (
-    build_train_job,
-    checkpoint_epoch,
+from workers.faults import (
+    FaultKind,
+    classify,
     describe_error,
-    group_runner,
+    error_signature,
     is_retryable,
-    trainer_runner,
+    node_key,
+    node_key_of,
 )
+from workers.heartbeat import LeaseKeeper
+from workers.job import build_train_job, checkpoint_epoch, group_runner, trainer_runner
 
 log = logging.getLogger(__name__)
 
@@ -68,22 +71,25 @@ class _Lease:
 class FarmWorker:
     """Plain class; the driver makes it a Ray actor (``ray.remote(FarmWorker).options(...)``)."""
 
-    def __init__(self, settings: WorkerSettings, data_payload: dict[str, Any]):
+    def __init__(self, settings: WorkerSettings, data_payload: dict[str, Any] | None):
         from db.engine import make_engine
         from db.queue import JobQueue
-        from workers.data import from_payload
 
         self.settings = settings
         self.queue = JobQueue(make_engine(settings.engine_url), backoff_base=settings.retry_backoff_s)
-        self.data = from_payload(data_payload)
         self.storage_root = settings.storage_root
         self.device = _resolve_device(settings.device)
+        # Node-local problems found at start (reported by ready(): the driver drains the node).
+        self.problems: list[str] = []
+        self.data = self._load_data(settings, data_payload)
         self.heartbeat_s = max(settings.lease_ttl_s / 4.0, 0.05)
         self.keep_checkpoints = settings.keep_checkpoints
         self.job_runner = settings.job_runner or trainer_runner(settings.trainer)
         self.group_runner = group_runner(settings.trainer)
         self.pid = os.getpid()
-        self.node = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}/pid{self.pid}"
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.node_key = node_key(socket.gethostname(), self.node_id)  # a machine, whatever the worker
+        self.node = f"{self.node_key}/pid{self.pid}"
         gpu_ids = ray.get_gpu_ids()
         if gpu_ids:  # shown by `nasfarm status` (active_workers.node): which card a job is on
             self.node += "/gpu" + ",".join(str(g) for g in gpu_ids)
@@ -98,6 +104,20 @@ class FarmWorker:
         self._preempt_before_start: set[int] = set()
         self._draining = False  # SIGTERM/SIGINT: finish the current job's release, take no more
         self._install_signal_handlers()
+
+    def _load_data(self, settings: WorkerSettings, payload: dict[str, Any] | None) -> Any:
+        """The driver's shipped copy, or (``--data-from nodes``) this node's own copy."""
+        if settings.node_data_dir is None:
+            from workers.data import from_payload
+
+            return from_payload(payload)
+        from farm.data import load_cifar10
+
+        try:
+            return load_cifar10(settings.node_data_dir)
+        except Exception as exc:  # whatever is wrong with this node's copy: the node is at fault
+            self.problems.append(f"data set on this node: {type(exc).__name__}: {exc}")
+            return None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -121,12 +141,14 @@ class FarmWorker:
         self._stop.set()
 
     def ready(self) -> dict[str, Any]:
-        """Called once by the driver: the worker is constructed (data loaded) and where it runs."""
+        """Called once by the driver: the worker is constructed (data loaded), where it runs, and
+        what is wrong with its node (``problems``: the node-local checks; non-empty = drain it)."""
         return {
             "pid": self.pid,
             "node": self.node,
-            "node_id": ray.get_runtime_context().get_node_id(),
+            "node_id": self.node_id,
             "device": self.device,
+            "problems": self.problems + node_problems(self.device, self.storage_root),
             # Which card(s) Ray gave this actor: the driver packs jobs per card (--gpus-per-job auto).
             "gpus": [str(g) for g in ray.get_gpu_ids()],
         }
@@ -197,8 +219,8 @@ class FarmWorker:
         location = job.checkpoint_location or storage.checkpoint_location(self.storage_root, job)
         try:
             train_job = build_train_job(job)
-            resumed_epoch = checkpoint_epoch(train_job, location)
-        except Exception as exc:  # a bad cell or profile: fail fast, nothing to train
+            resumed_epoch, quarantined = self._resume_point(job, train_job, location)
+        except Exception as exc:  # a bad cell or profile, storage that cannot be read
             return self._fail(job, exc, started_at, resumed_epoch=0.0)
 
         if not retry_db(lambda: queue.start_attempt(job.job_id, token, node=self.node,
@@ -210,10 +232,31 @@ class FarmWorker:
             what=f"job {job.job_id}: set checkpoint",
         ):
             return self._outcome(job, Status.LOST, started_at)
-        storage.prepare_location(location)
+        if quarantined is not None:
+            retry_db(lambda: queue.record_event(job.job_id, token, "ckpt_quarantine",
+                                                error=quarantined),
+                     what=f"job {job.job_id}: record quarantine")
+        try:
+            storage.prepare_location(location)
+        except Exception as exc:  # the checkpoint store is unreachable or read-only: the node's fault
+            return self._fail(job, exc, started_at, resumed_epoch=resumed_epoch)
         keeper = LeaseKeeper(queue, job.job_id, token, interval_s=self.heartbeat_s,
                              lease_ttl_s=self.settings.lease_ttl_s).start()
         return _Lease(job, train_job, location, resumed_epoch, keeper)
+
+    def _resume_point(self, job: ClaimedJob, train_job: Any, location: str) -> tuple[float, str | None]:
+        """The epoch the job's checkpoint resumes from, and (when the checkpoint could not be used)
+        what was done with it. A corrupt or foreign checkpoint is moved aside and the job starts
+        from epoch 0: no person has to delete a file for the campaign to finish."""
+        from farm.train_errors import CheckpointError
+
+        try:
+            return checkpoint_epoch(train_job, location), None
+        except CheckpointError as exc:
+            moved = storage.quarantine_checkpoint(location)
+            note = f"{exc}; moved aside to {moved}; restarting from epoch 0"
+            log.warning("job %d: %s", job.job_id, note)
+            return 0.0, note
 
     def _train(self, leases: list[_Lease], started_at: float) -> list[JobOutcome]:
         from farm.train import Stopped
@@ -295,13 +338,39 @@ class FarmWorker:
 
     def _fail(self, job: ClaimedJob, exc: BaseException, started_at: float, *,
               resumed_epoch: float) -> JobOutcome:
-        retryable = is_retryable(exc)
-        error = describe_error(exc)
-        ok = retry_db(lambda: self.queue.fail(job.job_id, job.lease_token, error, retryable=retryable),
+        """Record how the job's turn failed, by whose fault (``workers.faults``)."""
+        from farm.train_errors import CheckpointError
+
+        kind = classify(exc)
+        error, signature = describe_error(exc), error_signature(exc)
+        summary = dict(resumed_epoch=resumed_epoch, error=f"{type(exc).__name__}: {exc}",
+                       signature=signature, fault=kind.value)
+        token = job.lease_token
+        if isinstance(exc, CheckpointError) and job.checkpoint_location:
+            # Found unusable only while restoring: move it aside; the job restarts, uncharged.
+            moved = storage.quarantine_checkpoint(job.checkpoint_location)
+            ok = retry_db(lambda: self.queue.release(job.job_id, token, reason="checkpoint_quarantined",
+                                                     error=f"{error}\nmoved aside to {moved}"),
+                          what=f"job {job.job_id}: release")
+            return self._outcome(job, Status.RELEASED if ok else Status.LOST, started_at,
+                                 reason="corrupt checkpoint moved aside", **summary)
+        if kind is FaultKind.ENVIRONMENT:
+            ok = retry_db(lambda: self.queue.release(job.job_id, token, reason="environment", error=error,
+                                                     signature=signature, backoff=True),
+                          what=f"job {job.job_id}: release")
+            return self._outcome(job, Status.ENVIRONMENT if ok else Status.LOST, started_at, **summary)
+        if kind is FaultKind.UNKNOWN:
+            # Retried on another node; the job's fault once it failed so on two different nodes.
+            earlier = retry_db(lambda: self.queue.failure_nodes(job.job_id),
+                               what=f"job {job.job_id}: failure nodes")
+            retryable = not {node_key_of(n) for n in earlier} - {self.node_key}
+        else:
+            retryable = is_retryable(exc)
+        ok = retry_db(lambda: self.queue.fail(job.job_id, token, error, retryable=retryable,
+                                              signature=signature, fault=kind.value, node=self.node),
                       what=f"job {job.job_id}: fail")
-        return self._outcome(job, Status.FAILED if ok else Status.LOST, started_at,
-                             resumed_epoch=resumed_epoch, error=f"{type(exc).__name__}: {exc}",
-                             retryable=retryable)
+        return self._outcome(job, Status.FAILED if ok else Status.LOST, started_at, retryable=retryable,
+                             **summary)
 
     def _outcome(self, job: ClaimedJob, status: Status, started_at: float,
                  **extra: Any) -> JobOutcome:

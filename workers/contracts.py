@@ -64,6 +64,10 @@ class WorkerSettings:
     keep_checkpoints: bool = False
     trainer: TrainerName = TrainerName.FAITHFUL
     job_runner: JobRunner | None = None  # None: the trainer's own
+    # Where the data set comes from: None = the driver's copy, shipped through Ray's object store
+    # (the argument beside these settings); a directory = each worker reads its own node's copy
+    # there (``nasfarm run --data-from nodes``), so a node whose copy is bad is found and drained.
+    node_data_dir: str | None = None
 
 
 class OutcomeStatus(enum.StrEnum):
@@ -74,6 +78,7 @@ class OutcomeStatus(enum.StrEnum):
     RELEASED = "released"  # preempted: checkpointed and back to pending, attempt not charged
     LOST = "lost"  # the lease was gone: nothing written
     REFUSED = "refused"  # the worker is draining: job released untouched
+    ENVIRONMENT = "environment"  # the node is at fault: job released uncharged, with backoff
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,9 @@ class JobOutcome:
     checkpointed: bool | None = None
     stopped_epoch: float | None = None
     reason: str | None = None
-    error: str | None = None  # FAILED: "Type: message"
+    error: str | None = None  # FAILED / ENVIRONMENT: "Type: message"
+    signature: str | None = None  # workers.faults.error_signature of the error
+    fault: str | None = None  # workers.faults.FaultKind of the error
     retryable: bool | None = None
     heartbeats: int | None = None
 

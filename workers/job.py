@@ -1,11 +1,10 @@
-"""From a claimed job to a training run: build the TrainJob, classify what went wrong.
+"""From a claimed job to a training run: the trainer to call, the TrainJob, where it resumes.
 
-Kept apart from the actor so that the classification rules can be read (and tested) without Ray.
+Kept apart from the actor so that it can be read (and tested) without Ray.
 """
 
 from __future__ import annotations
 
-import traceback
 from typing import Any
 
 from db.queue import ClaimedJob
@@ -54,9 +53,6 @@ def _train_fused(*args: Any, **kwargs: Any):
     kwargs.setdefault("split_convs", True)
     return train_repeats_fused(*args, **kwargs)
 
-MAX_ERROR_CHARS = 8000
-
-
 def build_train_job(job: ClaimedJob):
     """The TrainJob for a claimed job; a cell whose hash differs from the queue's is bad input."""
     from farm.config import TrainConfig
@@ -79,47 +75,13 @@ def checkpoint_epoch(train_job, location: str) -> float:
     """The epoch a checkpoint at ``location`` resumes from (0 when there is none).
 
     Read before training so the attempt history can say where each attempt started. A corrupt or
-    foreign checkpoint reads as 0 here; train() itself then raises CheckpointError for it.
+    foreign checkpoint raises :class:`~farm.train_errors.CheckpointError` (the worker moves it aside).
     """
     from farm import checkpoint as ckpt
-    from farm.train_errors import CheckpointError
 
-    try:
-        state = ckpt.load(location, train_job.identity())
-    except CheckpointError:
-        return 0.0
+    state = ckpt.load(location, train_job.identity())
     if state is None:
         return 0.0
     if state.get("complete"):
         return float(train_job.epochs)
     return float(state.get("step", 0)) / train_job.config.steps_per_epoch()
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Whether another attempt might succeed.
-
-    Typed training errors carry their verdict (non-finite loss and OOM: yes; bad input and corrupt
-    checkpoints: no). A bare ``TrainingError`` says only "training failed" without a cause, so it
-    is retried within the job's attempt budget, like a crash. Anything else (a bad cell, a bug in
-    the code) fails at once: repeating it cannot help, and its traceback is in the job's error.
-    """
-    from farm.spec import InvalidCellError
-    from farm.train_errors import TrainingError
-
-    if isinstance(exc, InvalidCellError):
-        return False
-    if type(exc) is TrainingError:
-        return True
-    if isinstance(exc, TrainingError):
-        return bool(exc.retryable)
-    return False
-
-
-def describe_error(exc: BaseException) -> str:
-    """The error text stored on the job: the exception line first, then the traceback (bounded)."""
-    head = f"{type(exc).__name__}: {exc}"
-    trace = "".join(traceback.format_exception(exc))
-    text = f"{head}\n{trace}"
-    if len(text) > MAX_ERROR_CHARS:
-        text = head + "\n...\n" + trace[-(MAX_ERROR_CHARS - len(head) - 5):]
-    return text

@@ -72,3 +72,20 @@ def remove_checkpoint(location: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def quarantine_checkpoint(location: str, now: float | None = None) -> str | None:
+    """Move a checkpoint that cannot be loaded (corrupt, or another job's) aside, next to where it
+    was, as ``<name>.corrupt-<UTC time>``: kept for a person to inspect, out of the job's way so it
+    restarts from epoch 0. Returns the new location, or None if there was nothing to move."""
+    import time
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    target = f"{location}.corrupt-{stamp}"
+    fs, path = fsspec.core.url_to_fs(location)
+    _, target_path = fsspec.core.url_to_fs(target)
+    try:
+        fs.mv(path, target_path)
+    except FileNotFoundError:
+        return None
+    return target

@@ -104,7 +104,10 @@ def demo_cmd(
     from farm.space import sample_cells
     from farm.spec import cell_from_labels
     from nasfarm.campaigns import create_campaign
-    from scheduler.driver import RunOptions, run_campaigns
+    from scheduler.launch import run_campaigns
+    from scheduler.options import RunOptions
+    from scheduler.preflight import PreflightFailed
+    from scheduler.summary import EXIT_PREFLIGHT
 
     profile_name, device = _pick_profile(profile)
     path = _ensure_data(data_dir, offline)
@@ -125,9 +128,14 @@ def demo_cmd(
         + ("" if summary.get("created") else " (already created: resuming)"),
         err=True,
     )
-    run = run_campaigns(url, [campaign], RunOptions(
-        data_dir=path, storage=storage, device=device, gpus_per_job=1.0 if device == "cuda" else 0.0,
-    ))
+    try:
+        run = run_campaigns(url, [campaign], RunOptions(
+            data_dir=path, storage=storage, device=device, gpus_per_job=1.0 if device == "cuda" else 0.0,
+        ))
+    except PreflightFailed as exc:
+        for problem in exc.problems:
+            click.echo(f"nasfarm demo: pre-flight: {problem}", err=True)
+        raise SystemExit(EXIT_PREFLIGHT) from None
     rows = nb101_results(engine, campaign)
     click.echo(_results_table(rows))
     click.echo(
@@ -143,5 +151,7 @@ def demo_cmd(
         f" WHERE campaign = '{campaign}'\"\n"
         f"or: nasfarm status --campaign {campaign}"
     )
-    if not run.complete:
-        raise SystemExit(1)
+    if run.stop_reason:
+        click.echo(run.stop_reason, err=True)
+    if run.exit_code:
+        raise SystemExit(run.exit_code)

@@ -14,7 +14,10 @@ from workers.contracts import TrainerName
 
 @click.command("run")
 @click.option("--campaign", "campaigns", multiple=True, metavar="NAME",
-              help="Campaign to work on (repeatable); default: every campaign in the database.")
+              help="Campaign to work on (repeatable); default: the one campaign with jobs to run.")
+@click.option("--all", "all_campaigns", is_flag=True,
+              help="With no --campaign: work on every campaign with jobs to run (default: refuse if "
+                   "there is more than one).")
 @click.option("--db", "db_url", default=None, metavar="URL",
               help="Database URL (default: $NASFARM_DB, else sqlite:///nasfarm.db).")
 @click.option("--address", default=None, metavar="auto|HOST:PORT|ray://HOST:10001",
@@ -33,6 +36,9 @@ from workers.contracts import TrainerName
                    "(default: $NASFARM_STORAGE, else ~/.cache/nasfarm/checkpoints).")
 @click.option("--data-dir", default=None, type=click.Path(file_okay=False),
               help="Directory holding cifar-10-batches-py/ (default: $NASFARM_DATA_DIR or the cache).")
+@click.option("--data-from", type=click.Choice(["driver", "nodes"]), default="driver", show_default=True,
+              help="driver: this process reads the data set and ships it to every node; nodes: each "
+                   "worker reads its own node's copy at --data-dir (a node whose copy is bad is drained).")
 @click.option("--lease-ttl", type=click.FloatRange(min=1.0), default=120.0, show_default=True,
               help="Seconds without a heartbeat after which a job's lease expires.")
 @click.option("--retry-backoff", type=click.FloatRange(min=0), default=30.0, show_default=True,
@@ -67,6 +73,8 @@ def run_cmd(
     prefetch: int,
     keep_checkpoints: bool,
     trainer: str,
+    all_campaigns: bool,
+    data_from: str,
     as_json: bool,
     verbose: int,
 ) -> None:
@@ -76,34 +84,45 @@ def run_cmd(
     node costs the job one attempt and it resumes elsewhere from its checkpoint. SIGTERM or
     Ctrl-C: running jobs checkpoint and go back to pending (no attempt charged), then the command
     exits; a second signal exits at once.
+
+    Exit status: 0 every job this run handled is done; 1 some failed for good (or work was left);
+    2 bad input; 3 pre-flight failed (nothing claimed); 4 stopped by the circuit breaker; 5 no
+    healthy worker left (nodes drained); 130/143 stopped by SIGINT/SIGTERM (jobs released).
     """
     _configure_logging(verbose)
-    from db.engine import resolve_url
+    from db.engine import make_engine, resolve_url
     from db.errors import BadDatabaseURL, DatabaseError, UnknownCampaign
     from farm.data import DataError
     from scheduler.cluster import ClusterError
-    from scheduler.driver import FarmError, RunOptions, run_campaigns
+    from scheduler.driver import FarmError
+    from scheduler.launch import CampaignChoiceError, plan_campaigns, run_campaigns
+    from scheduler.options import RunOptions
     from scheduler.pool import PoolConfigError
+    from scheduler.preflight import PreflightFailed
+    from scheduler.summary import EXIT_PREFLIGHT
 
     url = resolve_url(db_url)
+    options = RunOptions(
+        address=address, gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job,
+        max_workers=max_workers, storage=storage, data_dir=data_dir, lease_ttl_s=lease_ttl,
+        retry_backoff_s=retry_backoff, follow=follow, device=device, prefetch=prefetch,
+        keep_checkpoints=keep_checkpoints, trainer=TrainerName(trainer),
+        all_campaigns=all_campaigns, data_from=data_from,
+    )
     try:
         _check_schema(url)
-        summary = run_campaigns(url, list(campaigns), RunOptions(
-            address=address,
-            gpus_per_job=gpus_per_job,
-            cpus_per_job=cpus_per_job,
-            max_workers=max_workers,
-            storage=storage,
-            data_dir=data_dir,
-            lease_ttl_s=lease_ttl,
-            retry_backoff_s=retry_backoff,
-            follow=follow,
-            device=device,
-            prefetch=prefetch,
-            keep_checkpoints=keep_checkpoints,
-            trainer=TrainerName(trainer),
-        ))
-    except (UnknownCampaign, BadDatabaseURL, PoolConfigError) as exc:
+        plans = plan_campaigns(make_engine(url), list(campaigns), all_campaigns=all_campaigns)
+        if plans:
+            click.echo(f"nasfarm run: working on {', '.join(p.name for p in plans)}", err=True)
+        else:
+            click.echo("nasfarm run: no campaign has jobs to run", err=True)
+        summary = run_campaigns(url, [p.name for p in plans], options, plans=plans)
+    except PreflightFailed as exc:
+        for problem in exc.problems:
+            click.echo(f"nasfarm run: pre-flight: {problem}", err=True)
+        click.echo("nasfarm run: nothing was claimed; fix the above and run again", err=True)
+        sys.exit(EXIT_PREFLIGHT)
+    except (UnknownCampaign, BadDatabaseURL, PoolConfigError, CampaignChoiceError) as exc:
         raise BadInput(str(exc)) from None
     except (DatabaseError, DataError, ClusterError, FarmError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -112,8 +131,7 @@ def run_cmd(
         click.echo(json.dumps(summary.to_dict(), sort_keys=True))
     else:
         click.echo(_describe(summary))
-    if summary.interrupted:
-        sys.exit(130 if summary.interrupted == "SIGINT" else 143)
+    sys.exit(summary.exit_code)
 
 
 def _check_schema(url: str) -> None:
@@ -141,6 +159,15 @@ def _describe(summary) -> str:
     counts = ", ".join(f"{status} {n}" for status, n in sorted(summary.counts.items()))
     scope = ", ".join(summary.campaigns) or "all campaigns"
     lines.append(f"{scope}: {counts or 'no jobs'}")
+    if summary.environment_faults:
+        lines.append(f"{summary.environment_faults} job(s) released for environment faults (no attempt "
+                     "charged)" + (f"; drained: {', '.join(summary.drained_nodes)}" if summary.drained_nodes
+                                   else ""))
+    if summary.stop_reason:
+        lines.append(summary.stop_reason)
+    if summary.handled_failed:
+        lines.append(f"{summary.handled_failed} job(s) handled by this run failed for good: "
+                     "nasfarm status shows why; nasfarm retry CAMPAIGN sends them back")
     if summary.interrupted and summary.abandoned:
         lines.append(f"stopped by {summary.interrupted}: {summary.abandoned} job(s) did not release in "
                      "time; their leases expire and the next run resumes them")
