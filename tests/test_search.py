@@ -7,7 +7,9 @@ parameter count. Building it takes ~30-60 s on 2 cores, once per session.
 
 from __future__ import annotations
 
+import collections
 import csv
+import json
 import math
 
 import numpy as np
@@ -34,6 +36,7 @@ class Recording:
         self.inner = inner
         self.name = inner.name
         self.log: list[tuple[int, float]] = []
+        self.specs: list = []
 
     def run(self, env) -> None:
         charged = env.query
@@ -41,6 +44,7 @@ class Recording:
         def query(spec, epochs=None):
             data = charged(spec, epochs)
             self.log.append((env.epochs if epochs is None else epochs, data["training_time"]))
+            self.specs.append(spec)
             return data
 
         env.query = query
@@ -98,6 +102,30 @@ def test_runs_reproduce_by_seed(bench, name) -> None:
     assert trace(11) != trace(12)
 
 
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_each_algorithm_queries_only_cells_its_reference_accepts(bench, name) -> None:
+    """The notebook's rs/re redraw until the pruned graph is valid, so they also query raw matrices
+    with more than 9 edges; the script-based methods never query one (nas_cifar10.py's rule)."""
+    recorder = Recording(make_algorithm(name))
+    run_search(recorder, bench, budget=1e6, seed=4)
+    raw_edges = [int(np.sum(spec.original_matrix)) for spec in recorder.specs]
+    if name in ("rs", "re"):
+        assert max(raw_edges) > 9
+    else:
+        assert max(raw_edges) <= 9
+
+
+def test_smac_pays_for_running_a_configuration_again(bench) -> None:
+    """Non-deterministic SMAC: the incumbent is run again (up to 4 times) and challengers are raced on
+    its runs, each run a new query charged its training time."""
+    recorder = Recording(make_algorithm("smac"))
+    result = run_search(recorder, bench, budget=1e6, seed=5)
+    runs = collections.Counter(bench.hash_of(spec) for spec in recorder.specs)
+    assert max(runs.values()) >= 4
+    assert sum(runs.values()) == result.queries > len(runs)
+    assert result.time_spent == pytest.approx(math.fsum(t for _, t in recorder.log), rel=1e-9)
+
+
 def test_regularized_evolution_beats_random_search_over_100_runs(bench) -> None:
     results = run_many(bench, ["rs", "re"], runs=100, budget=1e6, seed=1000, workers=2, progress=False)
     final = {name: [r.trace[-1].regret for r in results if r.algorithm == name] for name in ("rs", "re")}
@@ -124,6 +152,9 @@ def test_search_command_writes_traces_and_plot(bench, tmp_path) -> None:
     assert (out / "regret.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(out / "summary.csv") as handle:
         assert {r["algorithm"] for r in csv.DictReader(handle)} == set(ALGORITHMS)
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert {c["algorithm"] for c in comparison} == set(ALGORITHMS) - {"rs"}
+    assert "Mann-Whitney U" in result.output and all(0 <= c["p_lower"] <= 1 for c in comparison)
 
     bad = CliRunner().invoke(main, ["search", "--algorithms", "rs,nope", "--source", "synthetic",
                                     "--out", str(out)])

@@ -26,8 +26,7 @@ def load_bench(source: str, db_url: str | None, seed: int):
         from farm.search.nb101_like import nb101_like_table
 
         table_seed = int(source.split(":", 1)[1]) if ":" in source else 0
-        click.echo(f"building the NAS-Bench-101-fitted table over the enumerated space (seed {table_seed})...",
-                   err=True)
+        click.echo(f"building the NAS-Bench-101-fitted table (seed {table_seed})...", err=True)
         return NASBench(nb101_like_table(table_seed), seed=seed, name=f"nb101-like:{table_seed}")
     if source.startswith("db:"):
         from db.nb101_io import campaign_records
@@ -55,7 +54,8 @@ def load_bench(source: str, db_url: str | None, seed: int):
 @click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=5e6, show_default=True,
               help="Simulated training seconds per run.")
 @click.option("--source", required=True,
-              help="A .tfrecord/.jsonl[.gz]/.parquet file, db:CAMPAIGN, synthetic[:SEED] or nb101-like[:SEED].")
+              help="A .tfrecord/.jsonl[.gz]/.parquet file, db:CAMPAIGN, synthetic[:SEED] or "
+                   "nb101-like[:SEED].")
 @click.option("--db", "db_url", envvar="NASFARM_DB", metavar="URL", default=None,
               help="Database URL for db: sources (default: $NASFARM_DB).")
 @click.option("--epochs", type=int, default=108, show_default=True, help="The full training budget.")
