@@ -14,7 +14,7 @@ from db.statements import queue as q
 
 # A driver is dead when it missed this many heartbeats (plus a grace for a loaded machine).
 MISSED_BEATS = 3
-GRACE_S = 10.0
+GRACE_S = 5.0
 BATCH = 1000
 
 

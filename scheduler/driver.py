@@ -61,18 +61,12 @@ from workers.job import MAX_FUSED_REPEATS, group_runner
 
 log = logging.getLogger("nasfarm.run")
 
+# How often a driver renews its liveness row (db.queue_fleet: stale after 3 missed beats + 5 s).
+LIVENESS_INTERVAL_S = 5.0
+
 
 class FarmError(RuntimeError):
     """The run cannot go on (workers cannot start, the cluster has no usable resources...)."""
-
-
-def _node_data_dir(opts: RunOptions) -> str | None:
-    """Where each worker reads its node's copy of the data set (``data_from="nodes"``), else None."""
-    if opts.data_from != "nodes":
-        return None
-    from farm.data import default_data_dir
-
-    return str(opts.data_dir or default_data_dir())
 
 
 def default_owner() -> str:
@@ -119,13 +113,15 @@ class Driver:
             keep_checkpoints=opts.keep_checkpoints,
             trainer=opts.trainer,
             job_runner=opts.job_runner,
-            node_data_dir=_node_data_dir(opts),
+            data_from=opts.data_from,
+            node_data_dir=opts.data_dir if opts.data_from == "nodes" else None,
         ), data_ref)
         self.health = HealthBook(opts.drain_after_faults, opts.drain_window_s)
         self.breaker = CircuitBreaker(opts.breaker_window, opts.breaker_threshold)
         # Nodes where a job failed with an error no rule knows: it retries on another node first.
         self.avoid: dict[int, set[str]] = {}
         self.heartbeat_s = max(opts.lease_ttl_s / 4.0, 0.05)
+        self.liveness_s = min(LIVENESS_INTERVAL_S, self.heartbeat_s)
         self.reap_every_s = max(opts.lease_ttl_s / 4.0, 1.0)
         self.draining_since: float | None = None
         self.init_failures = 0
@@ -163,7 +159,7 @@ class Driver:
     def run(self) -> RunSummary:
         log.info("driver %s: %s, storage %s", self.owner, self.shape.describe(), self.storage_root)
         # A liveness row: a driver that finds it stale (this one killed -9) reaps our leases at once.
-        self._db(lambda: self.queue.register_driver(self.owner, self.heartbeat_s), "register driver")
+        self._db(lambda: self.queue.register_driver(self.owner, self.liveness_s), "register driver")
         immediate = False
         try:
             while True:
@@ -231,16 +227,19 @@ class Driver:
     def _maintain(self, now: float) -> None:
         self._flush_hand_backs()
         if now >= self.next_alive:
-            self.next_alive = now + self.heartbeat_s
+            # Liveness, and the leases of drivers that lost theirs: a short fixed beat, whatever
+            # the lease TTL, so a driver killed -9 costs its jobs seconds, not the TTL.
+            self.next_alive = now + self.liveness_s
             self._db(lambda: self.queue.beat_driver(self.owner), "driver heartbeat")
+            orphaned = self._db(lambda: self.queue.reap_dead_drivers(self.owner), "reap dead drivers", 0)
+            if orphaned:
+                log.warning("took back %d lease(s) of driver(s) that are gone", orphaned)
         if now >= self.next_reap:
             self.next_reap = now + self.reap_every_s
             reaped = self._db(lambda: self.queue.reap(legacy_ttl_s=self.opts.lease_ttl_s), "reap", 0)
             if reaped:
                 log.warning("reaped %d expired lease(s)", reaped)
-            orphaned = self._db(lambda: self.queue.reap_dead_drivers(self.owner), "reap dead drivers", 0)
-            if orphaned:
-                log.warning("took back %d lease(s) of driver(s) that are gone", orphaned)
+
         if now >= self.next_beat and self.buffer:
             self.next_beat = now + self.heartbeat_s
             kept = []

@@ -137,13 +137,15 @@ class Farm:
     # -- running nasfarm run -------------------------------------------------------------------
 
     def start_run(self, *args: str, env: dict[str, str] | None = None, address: str | None = None,
-                  lease_ttl: float = 30.0) -> subprocess.Popen:
+                  lease_ttl: float = 30.0, data_dir: bool = True) -> subprocess.Popen:
+        """``nasfarm run`` on this farm (``data_dir=False``: no --data-dir, each side uses its own
+        default, e.g. a node's NASFARM_DATA_DIR with --data-from nodes)."""
         command = [
             sys.executable, "-c", "from nasfarm.cli import main; main()", "run",
             "--db", self.db_url,
             "--address", address or self.ray_address,
             "--storage", str(self.storage),
-            "--data-dir", str(self.data_dir),
+            *(["--data-dir", str(self.data_dir)] if data_dir else []),
             "--lease-ttl", str(lease_ttl),
             "--json",
             *args,

@@ -46,7 +46,8 @@ def scenario(db_engine):
         assert queue.complete(job.job_id, job.lease_token, fake_result(job, accuracy[i // 2][job.repeat]))
     for _ in range(2):
         job = queue.claim(1, "trainer", campaigns=["demo"])[0]
-        assert queue.fail(job.job_id, job.lease_token, "CUDA out of memory", retryable=True)
+        assert queue.fail(job.job_id, job.lease_token, f"CUDA out of memory at step {_ * 7}", retryable=True,
+                          signature="CUDA out of memory at step <n>")
     stuck = queue.claim(1, "gpu-worker-9", campaigns=["demo"])[0]
     queue.start_attempt(stuck.job_id, stuck.lease_token, node="node-2", resumed_from_epoch=0.0)
     queue.heartbeat(stuck.job_id, stuck.lease_token, step=100, epoch=12.5)
@@ -82,7 +83,8 @@ def test_example_queries_answer_correctly(scenario):
     assert 600 <= row["seconds_since_heartbeat"] < 700
 
     failures = _run(engine, "failures_by_error")
-    assert failures == [{"last_error": "CUDA out of memory", "jobs": 1, "attempts": 2}]
+    assert failures == [{"error_signature": "CUDA out of memory at step <n>", "jobs": 1, "attempts": 2,
+                         "example": "CUDA out of memory at step 7"}]
 
     top = _run(engine, "top_cells")
     assert [r["module_hash"] for r in top] == [cells[1].hash, cells[0].hash, cells[2].hash]

@@ -64,9 +64,12 @@ class WorkerSettings:
     keep_checkpoints: bool = False
     trainer: TrainerName = TrainerName.FAITHFUL
     job_runner: JobRunner | None = None  # None: the trainer's own
-    # Where the data set comes from: None = the driver's copy, shipped through Ray's object store
-    # (the argument beside these settings); a directory = each worker reads its own node's copy
-    # there (``nasfarm run --data-from nodes``), so a node whose copy is bad is found and drained.
+    # Where the data set comes from: "driver" = the driver's copy, shipped through Ray's object
+    # store (the argument beside these settings); "nodes" = each worker reads its own node's copy
+    # (``nasfarm run --data-from nodes``), at node_data_dir or, if None, the node's own default
+    # (NASFARM_DATA_DIR / the config / the cache, as that node sees them), so a node whose copy
+    # is bad is found and drained.
+    data_from: str = "driver"
     node_data_dir: str | None = None
 
 

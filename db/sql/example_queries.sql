@@ -18,12 +18,13 @@ WHERE seconds_since_heartbeat > 300
 ORDER BY seconds_since_heartbeat DESC;
 
 -- name: failures_by_error
--- Why jobs failed for good, most frequent error first.
-SELECT last_error, COUNT(*) AS jobs, MAX(attempts) AS attempts
+-- Why jobs failed for good, by error signature (the exception and its message with numbers, hashes
+-- and paths normalised), most frequent first, with one full error text as an example.
+SELECT error_signature, COUNT(*) AS jobs, MAX(attempts) AS attempts, MIN(last_error) AS example
 FROM job_failures
 WHERE status = 'failed'
-GROUP BY last_error
-ORDER BY jobs DESC, last_error;
+GROUP BY error_signature
+ORDER BY jobs DESC, error_signature;
 
 -- name: top_cells
 -- The best cells so far at 108 epochs: mean final validation accuracy over the finished repeats.

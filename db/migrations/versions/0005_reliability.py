@@ -74,7 +74,7 @@ SELECT h.node,
        h.environment_faults,
        h.last_error,
        h.driver,
-       CASE WHEN d.stopped_at IS NULL AND d.heartbeat_at > {now} - 3 * d.heartbeat_s - 10
+       CASE WHEN d.stopped_at IS NULL AND d.heartbeat_at > {now} - 3 * d.heartbeat_s - 5
             THEN 1 ELSE 0 END AS driver_alive,
        {now} - h.updated_at AS seconds_since_update
 FROM node_health h
