@@ -1,4 +1,4 @@
-"""Batched CIFAR-10 preprocessing on the training device, and the shuffled infinite training stream.
+"""Batched image preprocessing on the training device, and the shuffled infinite training stream.
 
 Augmentation follows the original (SPEC e.3) in order: zero-pad the raw 0-255 image by 4 pixels,
 take a random 32x32 crop, flip horizontally with probability 1/2, then normalise per channel.
@@ -18,26 +18,33 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-CIFAR_MEAN = (125.31, 122.95, 113.87)  # RGB, 0-255 scale (SPEC e.3)
-CIFAR_STD = (62.99, 62.09, 66.70)
+from farm.datasets.base import CIFAR10_MEAN, CIFAR10_STD
+
+# CIFAR-10's statistics (SPEC e.3: RGB, 0-255 scale), the default of every function here. Other
+# data sets pass their own (``Splits.mean``/``Splits.std``, from the registry).
+CIFAR_MEAN = CIFAR10_MEAN
+CIFAR_STD = CIFAR10_STD
 PAD = 4
 SIZE = 32
 
+Stats = tuple[float, float, float]
 
-_CONSTANTS: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+_CONSTANTS: dict[tuple[torch.device, Stats, Stats], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def _channel_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std as [1,3,1,1] tensors on ``device``, made once per device.
+def _channel_constants(device: torch.device, mean: Stats = CIFAR_MEAN,
+                       std: Stats = CIFAR_STD) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as [1,3,1,1] tensors on ``device``, made once per device and statistics.
 
     Cached because ``torch.tensor(list, device="cuda")`` is a blocking host-to-device copy: one
     per step would be a host synchronisation inside the training step.
     """
-    if device not in _CONSTANTS:
-        mean = torch.tensor(CIFAR_MEAN, dtype=torch.float32).view(1, 3, 1, 1).to(device)
-        std = torch.tensor(CIFAR_STD, dtype=torch.float32).view(1, 3, 1, 1).to(device)
-        _CONSTANTS[device] = (mean, std)
-    return _CONSTANTS[device]
+    key = (device, tuple(mean), tuple(std))
+    if key not in _CONSTANTS:
+        mean_t = torch.tensor(key[1], dtype=torch.float32).view(1, 3, 1, 1).to(device)
+        std_t = torch.tensor(key[2], dtype=torch.float32).view(1, 3, 1, 1).to(device)
+        _CONSTANTS[key] = (mean_t, std_t)
+    return _CONSTANTS[key]
 
 
 def to_nchw_float(images: torch.Tensor) -> torch.Tensor:
@@ -45,17 +52,18 @@ def to_nchw_float(images: torch.Tensor) -> torch.Tensor:
     return images.permute(0, 3, 1, 2).to(torch.float32)
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
+def normalize(images: torch.Tensor, mean: Stats = CIFAR_MEAN, std: Stats = CIFAR_STD) -> torch.Tensor:
     """uint8 HWC batch -> normalised float32 NCHW (evaluation: no augmentation)."""
-    mean, std = _channel_constants(images.device)
-    return (to_nchw_float(images) - mean) / std
+    mean_t, std_t = _channel_constants(images.device, mean, std)
+    return (to_nchw_float(images) - mean_t) / std_t
 
 
-def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def augment(images: torch.Tensor, generator: torch.Generator, mean: Stats = CIFAR_MEAN,
+            std: Stats = CIFAR_STD) -> torch.Tensor:
     """uint8 HWC batch -> padded, randomly cropped and flipped, normalised float32 NCHW batch.
 
     Random numbers come from ``generator`` (on the images' device): per image one crop offset
-    pair in 0..8 and one flip bit.
+    pair in 0..8 and one flip bit. ``mean``/``std``: the data set's statistics (0-255 scale).
     """
     n = images.shape[0]
     device = images.device
@@ -72,8 +80,8 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     batch = torch.arange(n, device=device)[:, None, None, None]
     channel = torch.arange(3, device=device)[None, :, None, None]
     crops = padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
-    mean, std = _channel_constants(device)
-    return (crops - mean) / std
+    mean_t, std_t = _channel_constants(device, mean, std)
+    return (crops - mean_t) / std_t
 
 
 class TrainStream:
@@ -81,6 +89,7 @@ class TrainStream:
 
     ``order_generator`` (CPU) draws one permutation per epoch; ``augment_generator`` (on the
     device) draws the crops and flips. Both are owned by the stream and saved in its state.
+    ``mean``/``std``: the data set's normalisation statistics (CIFAR-10's by default).
     """
 
     def __init__(
@@ -91,6 +100,8 @@ class TrainStream:
         *,
         order_seed: int,
         augment_seed: int,
+        mean: Stats = CIFAR_MEAN,
+        std: Stats = CIFAR_STD,
     ) -> None:
         if images.shape[0] != labels.shape[0]:
             raise ValueError("images and labels differ in length")
@@ -100,6 +111,8 @@ class TrainStream:
         self.labels = labels
         self.device = images.device
         self.batch_size = batch_size
+        self.mean = tuple(mean)
+        self.std = tuple(std)
         self.num_images = images.shape[0]
         self.order_generator = torch.Generator(device="cpu").manual_seed(order_seed)
         self.augment_generator = torch.Generator(device=self.device).manual_seed(augment_seed)
@@ -131,7 +144,7 @@ class TrainStream:
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         index = self.next_indices()
-        return augment(self.images[index], self.augment_generator), self.labels[index]
+        return augment(self.images[index], self.augment_generator, self.mean, self.std), self.labels[index]
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -16,7 +16,7 @@ import torch
 
 from farm import checkpoint as ckpt
 from farm import failpoints
-from farm.data import CifarSplits
+from farm.datasets import Splits
 from farm.spec import Cell
 from farm.train.job import TrainJob, TrainResult, resolve_device, validate_jobs
 from farm.train.run import EventSink, Run, StopRequest
@@ -24,7 +24,7 @@ from farm.train.schedule import Stopped
 from farm.train_errors import BadInputError, OutOfMemoryError, TrainingError
 
 
-def train(job: TrainJob, data: CifarSplits, *, device: str = "cpu", checkpoint_path: str | None = None,
+def train(job: TrainJob, data: Splits, *, device: str = "cpu", checkpoint_path: str | None = None,
           on_event: EventSink = None, should_stop: StopRequest = None) -> TrainResult:
     """Train ``job`` on ``data``; resume from ``checkpoint_path`` if a checkpoint is there.
 
@@ -34,7 +34,7 @@ def train(job: TrainJob, data: CifarSplits, *, device: str = "cpu", checkpoint_p
     return _train([job], data, device, [checkpoint_path], [on_event], should_stop, mode="eager")[0]
 
 
-def train_fast(job: TrainJob, data: CifarSplits, *, device: str = "cuda", checkpoint_path: str | None = None,
+def train_fast(job: TrainJob, data: Splits, *, device: str = "cuda", checkpoint_path: str | None = None,
                on_event: EventSink = None, should_stop: StopRequest = None, cuda_graphs: bool = True,
                dtype: torch.dtype | None = None) -> TrainResult:
     """:func:`train` with graph-replayed steps (same arguments, result, errors).
@@ -46,7 +46,7 @@ def train_fast(job: TrainJob, data: CifarSplits, *, device: str = "cuda", checkp
                   use_graph=cuda_graphs, dtype=dtype)[0]
 
 
-def train_repeats_fused(jobs: Sequence[TrainJob], data: CifarSplits, *, device: str = "cuda",
+def train_repeats_fused(jobs: Sequence[TrainJob], data: Splits, *, device: str = "cuda",
                         checkpoint_paths: Sequence[str | None] | None = None,
                         on_events: Sequence[EventSink] | None = None, should_stop: StopRequest = None,
                         cuda_graphs: bool = True, dtype: torch.dtype | None = None,
@@ -66,7 +66,7 @@ def train_repeats_fused(jobs: Sequence[TrainJob], data: CifarSplits, *, device: 
                   use_graph=cuda_graphs, dtype=dtype, split_convs=split_convs)
 
 
-def _train(jobs: list[TrainJob], data: CifarSplits, device: str, paths: Sequence[str | None] | None,
+def _train(jobs: list[TrainJob], data: Splits, device: str, paths: Sequence[str | None] | None,
            sinks: Sequence[EventSink] | None, should_stop: StopRequest, **run: Any) -> list[TrainResult]:
     for job in jobs:
         failpoints.hit("train.start", cell=job.cell.hash if isinstance(job.cell, Cell) else None,

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from farm.config import NB101, TrainConfig
-from farm.data import CifarSplits
+from farm.datasets import Splits
 from farm.spec import Cell
 from farm.train_errors import BadInputError
 
@@ -107,7 +107,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def _validate(job: TrainJob, data: CifarSplits) -> None:
+def _validate(job: TrainJob, data: Splits) -> None:
     if not isinstance(job.cell, Cell):
         raise BadInputError(f"job.cell must be a farm.spec.Cell, got {type(job.cell).__name__}")
     if isinstance(job.epochs, bool) or not isinstance(job.epochs, int) or job.epochs < 1:
@@ -117,6 +117,12 @@ def _validate(job: TrainJob, data: CifarSplits) -> None:
     config = job.config
     if config.total_steps(job.epochs) < 2:
         raise BadInputError(f"{job.epochs} epochs of {config.name} is fewer than 2 training steps")
+    classes = getattr(data, "num_classes", config.num_labels)
+    if classes != config.num_labels:
+        raise BadInputError(
+            f"profile {config.name!r} has a {config.num_labels}-way head but data set "
+            f"{getattr(data, 'dataset', '?')!r} has {classes} classes (farm.datasets.fit_config gives a "
+            "profile the data set's head)")
     for split in ("train", "valid", "test", "train_eval"):
         count = config.train_images if split == "train" else config.eval_images
         images, labels = getattr(data, split)
@@ -130,7 +136,7 @@ def _validate(job: TrainJob, data: CifarSplits) -> None:
             raise BadInputError(f"{split}: {labels.shape[0]} labels for {images.shape[0]} images")
 
 
-def validate_jobs(jobs: Sequence[TrainJob], data: CifarSplits) -> None:
+def validate_jobs(jobs: Sequence[TrainJob], data: Splits) -> None:
     """Jobs trained as one run (usually one): each valid; all of one cell, budget and config, with
     distinct (seed, repeat)."""
     if not jobs:

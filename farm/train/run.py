@@ -38,7 +38,7 @@ import torch
 from farm import checkpoint as ckpt
 from farm import failpoints
 from farm.augment import TrainStream
-from farm.data import CifarSplits
+from farm.datasets import Splits
 from farm.fused import (
     build_fused_network,
     fuse_state_dicts,
@@ -65,7 +65,7 @@ class Run:
     all at the same step. ``autocast``/``channels_last``: None = on for CUDA (the benches flip them).
     """
 
-    def __init__(self, jobs: Sequence[TrainJob], data: CifarSplits, device: torch.device, *,
+    def __init__(self, jobs: Sequence[TrainJob], data: Splits, device: torch.device, *,
                  checkpoint_paths: Sequence[str | None] | None = None,
                  on_events: Sequence[EventSink] | None = None, should_stop: StopRequest = None,
                  saved: Sequence[dict[str, Any] | None] | None = None, mode: StepMode = "eager",
@@ -109,10 +109,12 @@ class Run:
         # One device copy of the training images, shared by the repeats' streams.
         train_images = data.train[0][: config.train_images].to(device)
         train_labels = data.train[1][: config.train_images].to(device)
+        # The data set's normalisation statistics, for training and evaluation alike.
+        self.mean, self.std = tuple(data.mean), tuple(data.std)
         self.streams = [
             TrainStream(train_images, train_labels, config.batch_size,
                         order_seed=stream_seed(j.seed, j.repeat, "order"),
-                        augment_seed=stream_seed(j.seed, j.repeat, "augment"))
+                        augment_seed=stream_seed(j.seed, j.repeat, "augment"), mean=self.mean, std=self.std)
             for j in self.jobs
         ]
         n = config.eval_images
@@ -188,7 +190,7 @@ class Run:
         if self.evaluator is None:
             self.evaluator = EvalStep(self.model, repeats=self.repeats, batch_size=self.eval_batch,
                                       autocast_dtype=self.autocast_dtype, channels_last=self.channels_last,
-                                      mode=self.mode, use_graph=self.use_graph)
+                                      mode=self.mode, use_graph=self.use_graph, mean=self.mean, std=self.std)
         batch = self.eval_batch
         counts = []
         self.model.eval()

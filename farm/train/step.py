@@ -235,7 +235,8 @@ class TrainStep(_Capturable):
 class EvalStep(_Capturable):
     """Counts each repeat's correct argmax predictions on one batch of uint8 HWC images.
 
-    Every repeat sees the same images (the R-repeat input repeats them). ``correct`` ([R], int64)
+    Every repeat sees the same images (the R-repeat input repeats them). ``mean``/``std``: the data
+    set's normalisation statistics (CIFAR-10's by default). ``correct`` ([R], int64)
     stays on the device until the caller reads it once per evaluation. Eager mode normalises as
     :func:`farm.augment.normalize` (and keeps its layout unless ``channels_last``); graph mode runs
     full batches through static buffers in a fixed layout.
@@ -243,7 +244,9 @@ class EvalStep(_Capturable):
 
     def __init__(self, model: nn.Module, *, repeats: int, batch_size: int,
                  autocast_dtype: torch.dtype | None = None, channels_last: bool = False,
-                 mode: StepMode = "graph", use_graph: bool = True) -> None:
+                 mode: StepMode = "graph", use_graph: bool = True,
+                 mean: tuple[float, float, float] = CIFAR_MEAN,
+                 std: tuple[float, float, float] = CIFAR_STD) -> None:
         param = next(model.parameters())
         super().__init__(param.device, use_graph and mode == "graph", warmup_calls=1)
         self.model = model
@@ -256,9 +259,10 @@ class EvalStep(_Capturable):
         self.images = torch.zeros((batch_size, 32, 32, 3), dtype=torch.uint8, device=self.device)
         self.labels = torch.zeros((batch_size,), dtype=torch.int64, device=self.device)
         self.correct = torch.zeros((repeats,), dtype=torch.int64, device=self.device)
-        # farm.augment.normalize's constants, made here because capture forbids host copies.
-        self.mean = torch.tensor(CIFAR_MEAN, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(CIFAR_STD, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        # farm.augment.normalize's constants (the data set's statistics), made here because capture
+        # forbids host copies.
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
 
     def body(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         x = ((to_nchw_float(images) - self.mean) / self.std).to(self.dtype)  # = augment.normalize
