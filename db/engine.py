@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from db.errors import BadDatabaseURL, translating
+from db.errors import BadDatabaseURL, MissingDatabase, translating
 from db.statements.monitoring import PING
 from db.urls import redact
 
@@ -45,6 +45,8 @@ def parse_url(url: str) -> URL:
         parsed = make_url(url)
     except sa.exc.ArgumentError:
         raise BadDatabaseURL(f"cannot parse database URL {redact(url)!r} ({_EXAMPLES})") from None
+    if parsed.drivername.split("+")[0] == "postgres":  # the most common spelling (Heroku, psql docs)
+        parsed = parsed.set(drivername=parsed.drivername.replace("postgres", "postgresql", 1))
     backend = parsed.get_backend_name()
     if backend not in _DRIVERS:
         raise BadDatabaseURL(
@@ -59,6 +61,22 @@ def parse_url(url: str) -> URL:
             f"{backend}:// or {backend}+{_DRIVERS[backend]}://"
         )
     return parsed.set(drivername=f"{backend}+{driver}")
+
+
+def sqlite_file(url: str | None) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL and for SQLite in memory)."""
+    parsed = parse_url(resolve_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def require_existing(url: str | None) -> None:
+    """Refuse a SQLite URL whose file does not exist: a read-only command (status, export, ...)
+    must not create an empty database for a typo. PostgreSQL databases are never created."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise MissingDatabase(f"no database at {path} (nasfarm db init creates one; check --db / {ENV_VAR})")
 
 
 def make_engine(url: str | None = None) -> Engine:

@@ -25,6 +25,10 @@ class BadDatabaseURL(DatabaseError):
     """The URL cannot be parsed, names an unknown driver, or points at an impossible path."""
 
 
+class MissingDatabase(BadDatabaseURL):
+    """A SQLite file that does not exist, given to a command that must not create one."""
+
+
 class DatabaseUnavailable(DatabaseError):
     """A transient failure: server down or restarting, connection dropped, SQLite busy.
 

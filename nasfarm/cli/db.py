@@ -37,11 +37,14 @@ def db_errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from None
 
 
-def open_engine(db_url: str | None, *, require_schema: bool = True):
-    """An engine for ``db_url``; checks the connection and (by default) the schema revision."""
-    from db.engine import check_connection, make_engine
+def open_engine(db_url: str | None, *, require_schema: bool = True, create: bool = False):
+    """An engine for ``db_url``; checks the connection and (by default) the schema revision.
+    Only ``create`` (db init / upgrade) may bring a new SQLite file into being."""
+    from db.engine import check_connection, make_engine, require_existing
     from db.migrate import require_current
 
+    if not create:
+        require_existing(db_url)
     engine = make_engine(db_url)
     check_connection(engine)
     if require_schema:
@@ -59,7 +62,7 @@ def _upgrade(db_url: str | None) -> None:
     from db.migrate import upgrade
 
     with db_errors():
-        engine = open_engine(db_url, require_schema=False)
+        engine = open_engine(db_url, require_schema=False, create=True)
         revision = upgrade(engine)
         click.echo(f"{redact(engine.url)}: schema at revision {revision} (current)")
 

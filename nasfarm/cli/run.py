@@ -135,10 +135,12 @@ def run_cmd(
 
 
 def _check_schema(url: str) -> None:
-    """A clear 'run nasfarm db upgrade' before Ray starts, when the schema is missing or old."""
-    from db.engine import make_engine
+    """A clear 'run nasfarm db upgrade' before Ray starts, when the schema is missing or old
+    (and no empty SQLite file left behind for a mistyped --db)."""
+    from db.engine import make_engine, require_existing
     from db.migrate import require_current
 
+    require_existing(url)
     engine = make_engine(url)
     try:
         require_current(engine)
