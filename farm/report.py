@@ -111,8 +111,10 @@ def write_report(
     progress: Mapping[str, Any],
     results: Sequence[Mapping[str, Any]],
     finished_at: Sequence[float],
+    note: str | None = None,
 ) -> Path:
-    """Write the PNGs and ``index.html`` into ``out_dir``; return the HTML page's path."""
+    """Write the PNGs and ``index.html`` into ``out_dir``; return the HTML page's path. ``note``:
+    a line shown under the title (e.g. that the campaign trained on synthetic data)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     total = int(progress.get("total") or 0)
@@ -154,6 +156,7 @@ def write_report(
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}</style>
 </head><body>
 <h1>Campaign {html.escape(campaign)}</h1>
+{f'<p><strong>{html.escape(note)}</strong></p>' if note else ''}
 <h2>Progress</h2><table>{rows}</table>
 <h2>Figures</h2>{images}
 <h2>Best cells by final validation accuracy</h2>

@@ -154,17 +154,27 @@ def create_campaign(
     order: str = "shuffled",
     progress: bool = False,
     max_attempts: int = 3,
+    dataset: str = "cifar10",
+    data_fingerprint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Create (or complete) campaign ``name`` and enqueue its jobs; returns the campaign as a dict
     plus ``created`` (bool), ``cells_added``, ``jobs_added`` and ``seconds`` (timings).
+
+    ``dataset`` names the data set its jobs train on (``profile`` must carry its head:
+    ``farm.datasets.fit_config``); ``data_fingerprint`` identifies the copy it is created with
+    (``Splits.fingerprint``), which every run then checks its own copy against.
 
     Raises :class:`db.errors.CampaignConflict` when ``name`` exists with other settings.
     """
     if order not in ORDERS:
         raise ValueError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
+    if data_fingerprint is not None and data_fingerprint.get("dataset") != dataset:
+        raise ValueError(f"the data fingerprint is of {data_fingerprint.get('dataset')!r}, "
+                         f"the campaign's data set is {dataset!r}")
     budgets = [int(e) for e in epochs]
     settings = CampaignSettings(profile=profile, epochs=tuple(budgets), repeats=repeats, seed=seed,
-                                order=order, max_attempts=max_attempts)
+                                order=order, max_attempts=max_attempts, dataset=dataset,
+                                data_fingerprint=data_fingerprint)
     specs: dict[str, CellSpec] = {}
     for cell in cells:
         spec = cell_spec(cell)

@@ -48,7 +48,9 @@ def plan_campaigns(engine: Any, names: Sequence[str], *, all_campaigns: bool = F
                 f"{len(rows)} campaigns have jobs to run ({listed}): name one with --campaign NAME, "
                 "or pass --all to work on all of them")
     return [CampaignPlan(name=r["name"], config=TrainConfig.from_dict(r["profile"]),
-                         epochs=tuple(r["epochs"]), source=r.get("source", "trained")) for r in rows]
+                         epochs=tuple(r["epochs"]), source=r.get("source", "trained"),
+                         dataset=r.get("dataset") or "cifar10", fingerprint=r.get("data_fingerprint"))
+            for r in rows]
 
 
 def run_campaigns(
@@ -85,9 +87,9 @@ def run_campaigns(
     if not names:
         return RunSummary(campaigns=[], owner="-", follow=opts.follow)  # nothing to run: no cluster
 
-    payload, sizes, problems = _driver_data(opts)
+    payload, sizes, problems, fingerprint = _driver_data(opts, plans)
     # A custom job runner (the farm benchmark's near-zero job) does not train with the profile.
-    problems += campaign_problems(plans, sizes if opts.job_runner is None else None)
+    problems += campaign_problems(plans, sizes if opts.job_runner is None else None, fingerprint)
     storage_root = ckpt_storage.resolve_storage(opts.storage)
     problems += storage_problems(storage_root)
     if problems:
@@ -111,17 +113,24 @@ def run_campaigns(
         cluster.disconnect()
 
 
-def _driver_data(opts: RunOptions) -> tuple[dict[str, Any] | None, dict[str, int] | None, list[str]]:
-    """The data set the driver ships to the workers (payload, split sizes), or (with
-    ``data_from="nodes"``) nothing: each worker reads and checks its own node's copy."""
-    from farm.data import DataError, default_data_dir, load_cifar10
-    from workers.data import to_payload
+def _driver_data(opts: RunOptions, plans: Sequence[CampaignPlan]
+                 ) -> tuple[dict[str, Any] | None, dict[str, int] | None, list[str], dict[str, Any] | None]:
+    """The campaigns' data set as the driver ships it to the workers: (payload, split sizes,
+    problems, the copy's fingerprint). With ``data_from="nodes"`` each worker reads and checks its
+    own node's copy: the payload is then only what that copy must be (data set and fingerprint)."""
+    from farm.datasets import DataError, load_dataset
+    from workers.data import expectation_payload, to_payload
 
+    trained = [plan for plan in plans if plan.source != "imported"]
+    datasets = {plan.dataset for plan in trained}
+    if len(datasets) > 1:
+        return None, None, [], None  # campaign_problems names the mix
+    dataset = datasets.pop() if datasets else "cifar10"
     if opts.data_from == "nodes":
-        return None, None, []
-    where = opts.data_dir or default_data_dir()
+        recorded = next((plan.fingerprint for plan in trained if plan.fingerprint is not None), None)
+        return expectation_payload(dataset, recorded), None, [], None
     try:
-        splits = load_cifar10(where)
+        splits = load_dataset(dataset, opts.data_dir)
     except DataError as exc:
-        return None, None, [str(exc)]
-    return to_payload(splits), splits.sizes(), []
+        return None, None, [str(exc)], None
+    return to_payload(splits), splits.sizes(), [], splits.fingerprint

@@ -106,18 +106,24 @@ class FarmWorker:
         self._install_signal_handlers()
 
     def _load_data(self, settings: WorkerSettings, payload: dict[str, Any] | None) -> Any:
-        """The driver's shipped copy, or (``--data-from nodes``) this node's own copy."""
+        """The driver's shipped copy, or (``--data-from nodes``) this node's own copy of the
+        campaigns' data set, checked against the fingerprint they recorded (a copy that differs
+        is a problem of this node: the driver drains it)."""
         if settings.node_data_dir is None:
             from workers.data import from_payload
 
             return from_payload(payload)
-        from farm.data import load_cifar10
+        from farm.datasets import load_dataset
+        from workers.data import expectation, node_copy_problems
 
+        dataset, fingerprint = expectation(payload)
         try:
-            return load_cifar10(settings.node_data_dir)
+            splits = load_dataset(dataset, settings.node_data_dir)
         except Exception as exc:  # whatever is wrong with this node's copy: the node is at fault
             self.problems.append(f"data set on this node: {type(exc).__name__}: {exc}")
             return None
+        self.problems += node_copy_problems(fingerprint, splits.fingerprint)
+        return splits
 
     # -- lifecycle ---------------------------------------------------------------------------------
 

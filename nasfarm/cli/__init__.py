@@ -21,7 +21,7 @@ SPACE_COMMANDS = {
 ROOT_COMMANDS = {
     # Not "nasfarm.cli:space": importing the submodule nasfarm.cli.space rebinds that package attribute.
     "space": ("nasfarm.cli:space_group", "The NAS-Bench-101 cell space."),
-    "data": ("nasfarm.cli.data:data", "CIFAR-10: check a placed copy, write a synthetic set."),
+    "data": ("nasfarm.cli.data:data", "Data sets: list, check a placed copy, write a synthetic set."),
     "train": ("nasfarm.cli.train:train_cmd", "Train one cell and print its metrics (resumable)."),
     "db": ("nasfarm.cli.db:db", "Create or upgrade the job database."),
     "campaign": ("nasfarm.cli.campaign:campaign", "Create and inspect campaigns."),

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from nasfarm.cli.dataopts import tfrecord_target
 from nasfarm.cli.db import db_errors, db_option, open_engine
 from nasfarm.cli.errors import BadInput
 
@@ -19,13 +20,21 @@ from nasfarm.cli.errors import BadInput
 @click.option("--format", "fmt", type=click.Choice(["tfrecord", "jsonl", "parquet"]), default=None,
               help="Default: from the file extension.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="Output file.")
+@click.option("--allow-synthetic", is_flag=True,
+              help="Write tfrecord (NAS-Bench-101's format) even for a campaign trained on synthetic data.")
 @db_option
-def export_cmd(campaign: str, fmt: str | None, out_path: str, db_url: str | None) -> None:
+def export_cmd(
+    campaign: str, fmt: str | None, out_path: str, allow_synthetic: bool, db_url: str | None
+) -> None:
     """Write a campaign's results as NAS-Bench-101 records.
 
     tfrecord is the published layout (the original NAS-Bench-101 API can load it); jsonl and
-    parquet are flat rows with NAS-Bench-101's metric names, for pandas.
+    parquet are flat rows with NAS-Bench-101's metric names, for pandas. The tfrecord format has no
+    data-set field: a campaign trained on another data set than CIFAR-10 gets the data set's name in
+    the file name and a sidecar JSON (data set, fingerprint); one trained on synthetic data is
+    refused unless --allow-synthetic.
     """
+    from db.campaigns import get_campaign
     from db.nb101_io import campaign_records
     from farm.records import RecordError, detect_format, write_file
 
@@ -36,11 +45,23 @@ def export_cmd(campaign: str, fmt: str | None, out_path: str, db_url: str | None
             raise BadInput(f"{exc}, or pass --format") from None
     with db_errors():
         engine = open_engine(db_url)
+        settings = get_campaign(engine, campaign)
+        sidecar = None
+        if fmt == "tfrecord":
+            out_path, sidecar = tfrecord_target(settings, out_path, allow_synthetic=allow_synthetic)
         try:
             count = write_file(out_path, campaign_records(engine, campaign), fmt=fmt)
         except RecordError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(f"exported {count} records of campaign {campaign!r} to {out_path} ({fmt})")
+    if sidecar is not None:
+        Path(sidecar).write_text(json.dumps({
+            "campaign": campaign, "format": fmt, "records": count, "dataset": settings.get("dataset"),
+            "data_fingerprint": settings.get("data_fingerprint"),
+            "note": "NAS-Bench-101's tfrecord format has no data-set field: this file says which data set "
+                    "the records were trained on",
+        }, indent=1, sort_keys=True) + "\n")
+    click.echo(f"exported {count} records of campaign {campaign!r} to {out_path} ({fmt})"
+               + (f"; data set in {sidecar}" if sidecar else ""))
 
 
 @click.command("import-nb101")

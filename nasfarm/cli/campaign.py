@@ -8,6 +8,14 @@ from pathlib import Path
 
 import click
 
+from nasfarm.cli.dataopts import (
+    data_dir_option,
+    data_line,
+    dataset_option,
+    download_option,
+    fitted_classes,
+    load_or_fail,
+)
 from nasfarm.cli.db import db_errors, db_option, open_engine
 from nasfarm.cli.errors import BadInput
 
@@ -92,29 +100,49 @@ def campaign() -> None:
               help="Claim order: seeded shuffle of cells, cheapest (FLOPs x epochs) first, or as given.")
 @click.option("--max-attempts", default=3, show_default=True, type=click.IntRange(min=1),
               help="Attempts per job (crashes included) before it is failed.")
+@dataset_option
+@data_dir_option
+@download_option(default=False)
 @db_option
 def create_cmd(
     name: str, cells_spec: str, epochs: str, repeats: int, profile_name: str, seed: int,
-    order: str, max_attempts: int, db_url: str | None,
+    order: str, max_attempts: int, dataset: str, data_dir: Path | None, download: bool, db_url: str | None,
 ) -> None:
-    """Create campaign NAME and enqueue every (cell, epochs, repeat) job (idempotent)."""
+    """Create campaign NAME and enqueue every (cell, epochs, repeat) job (idempotent).
+
+    The campaign records its data set and, when a copy is where the data set lives (or
+    --download fetches one), that copy's fingerprint (split sizes, SHA-256 of the files, synthetic
+    or not); every run then checks its own copy against it.
+    """
     from farm.config import get_profile
+    from farm.datasets import data_dir as resolve
+    from farm.datasets import fit_config, get_dataset
     from nasfarm.campaigns import create_campaign
 
     budgets = parse_epochs(epochs)
+    entry = get_dataset(dataset)
+    root = resolve(entry, data_dir)
+    if entry.missing(root) and not download:
+        fingerprint, classes = None, fitted_classes(entry)
+        click.echo(f"nasfarm campaign create: no copy of {entry.name} in {root}: the campaign records "
+                   "its data set but no fingerprint, so runs cannot check their copy against it (place "
+                   "the data or pass --data-dir/--download to record one)", err=True)
+    else:
+        data = load_or_fail(dataset, root, download=download)
+        fingerprint, classes = data.fingerprint, data.num_classes
+    profile = fit_config(get_profile(profile_name), classes).to_dict()
     with db_errors():
         engine = open_engine(db_url)
         cells = load_cells(cells_spec, seed)
         result = create_campaign(
-            engine, name, cells, epochs=budgets, repeats=repeats,
-            profile=get_profile(profile_name).to_dict(), seed=seed, order=order,
-            progress=True, max_attempts=max_attempts,
+            engine, name, cells, epochs=budgets, repeats=repeats, profile=profile, seed=seed, order=order,
+            progress=True, max_attempts=max_attempts, dataset=entry.name, data_fingerprint=fingerprint,
         )
     verb = "created:" if result["created"] else "exists:"
     click.echo(
         f"campaign {name!r} {verb} {result['jobs_added']:,} jobs added "
         f"({result['cells_added']:,} new cells; {len(cells):,} cells x {len(budgets)} budgets x "
-        f"{repeats} repeats, profile {profile_name}, order {order})"
+        f"{repeats} repeats, profile {profile_name}, order {order}; data {data_line(result)})"
     )
 
 

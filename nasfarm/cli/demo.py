@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import click
 
+from nasfarm.cli.dataopts import data_dir_option, data_line, dataset_option, download_option
+
 DEFAULT_CAMPAIGN = "demo"
 
 
@@ -33,23 +35,24 @@ def _pick_profile(requested: str) -> tuple[str, str]:
     return requested, "cuda" if has_gpu else "cpu"
 
 
-def _ensure_data(data_dir: str | None, offline: bool) -> str:
-    from farm.data import DataError, default_data_dir, load_cifar10, missing_files
+def _ensure_data(dataset: str, data_dir: str | None, download: bool):
+    """The data set's splits, read and checked once (downloaded first if allowed and missing)."""
+    from farm.datasets import DataError, get_dataset, load_dataset, offline_help
+    from farm.datasets import data_dir as resolve
 
-    path = data_dir or str(default_data_dir())
-    if missing_files(path):
-        if offline:
+    entry = get_dataset(dataset)
+    root = resolve(entry, data_dir)
+    if entry.missing(root):
+        if not download:
             raise DemoError(
-                f"CIFAR-10 is not in {path} and --offline forbids downloading it. Place the python "
-                f"version there (so that {path}/cifar-10-batches-py/data_batch_1 exists), or write a "
-                f"synthetic stand-in with `nasfarm data synthetic {path}`."
+                f"{entry.title} is not in {root} and --no-download (--offline) forbids downloading it. "
+                + offline_help(entry, root)
             )
-        click.echo(f"Downloading CIFAR-10 into {path} ...", err=True)
+        click.echo(f"Downloading {entry.title} into {root} ...", err=True)
     try:
-        load_cifar10(path, download=not offline)  # reads and checks every batch once
+        return root, load_dataset(entry, root, download=download)  # reads and checks every file once
     except DataError as exc:
         raise DemoError(str(exc)) from exc
-    return path
 
 
 def _results_table(rows: list[dict]) -> str:
@@ -71,9 +74,10 @@ def _results_table(rows: list[dict]) -> str:
 @click.command("demo")
 @click.option("--db", "db_url", default=None, metavar="URL",
               help="Database URL (default: $NASFARM_DB, else sqlite:///nasfarm.db).")
-@click.option("--data-dir", default=None, type=click.Path(file_okay=False),
-              help="Directory holding (or receiving) cifar-10-batches-py/ (default: the user cache).")
-@click.option("--offline", is_flag=True, help="Never download CIFAR-10; fail with how to place it.")
+@dataset_option
+@data_dir_option
+@download_option(default=True)
+@click.option("--offline", is_flag=True, hidden=True, help="The same as --no-download.")
 @click.option("--campaign", default=DEFAULT_CAMPAIGN, show_default=True)
 @click.option("--cells", type=click.IntRange(min=1), default=4, show_default=True,
               help="Cells sampled uniformly from the 423,624.")
@@ -85,7 +89,9 @@ def _results_table(rows: list[dict]) -> str:
 @click.option("--storage", default=None, metavar="PATH|URI", help="Checkpoint root (see nasfarm run).")
 def demo_cmd(
     db_url: str | None,
+    dataset: str,
     data_dir: str | None,
+    download: bool,
     offline: bool,
     campaign: str,
     cells: int,
@@ -101,6 +107,7 @@ def demo_cmd(
     from db.migrate import upgrade
     from db.results import nb101_results
     from farm.config import get_profile
+    from farm.datasets import fit_config
     from farm.space import sample_cells
     from farm.spec import cell_from_labels
     from nasfarm.campaigns import create_campaign
@@ -110,7 +117,7 @@ def demo_cmd(
     from scheduler.summary import EXIT_PREFLIGHT
 
     profile_name, device = _pick_profile(profile)
-    path = _ensure_data(data_dir, offline)
+    path, data = _ensure_data(dataset, data_dir, download and not offline)
     try:
         engine = make_engine(db_url)
         upgrade(engine)
@@ -118,19 +125,20 @@ def demo_cmd(
         picked = [cell_from_labels(c.matrix, c.labels) for c in sample_cells(cells, seed)]
         summary = create_campaign(
             engine, campaign, picked, epochs=[epochs], repeats=repeats,
-            profile=get_profile(profile_name).to_dict(), seed=seed, order="as-given",
+            profile=fit_config(get_profile(profile_name), data.num_classes).to_dict(), seed=seed,
+            order="as-given", dataset=data.dataset, data_fingerprint=data.fingerprint,
         )
     except DatabaseError as exc:
         raise DemoError(str(exc)) from exc
     click.echo(
         f"Campaign '{campaign}' on {redact(engine.url)}: {len(picked)} cells x {epochs} epochs x "
-        f"{repeats} repeat(s), profile {profile_name}, device {device}"
+        f"{repeats} repeat(s), profile {profile_name}, device {device}, data {data_line(summary)}"
         + ("" if summary.get("created") else " (already created: resuming)"),
         err=True,
     )
     try:
         run = run_campaigns(url, [campaign], RunOptions(
-            data_dir=path, storage=storage, device=device, gpus_per_job=1.0 if device == "cuda" else 0.0,
+            data_dir=str(path), storage=storage, device=device, gpus_per_job=1.0 if device == "cuda" else 0.0,
         ))
     except PreflightFailed as exc:
         for problem in exc.problems:

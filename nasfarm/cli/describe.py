@@ -17,6 +17,7 @@ import click
 
 from farm.config import PROFILES, TrainConfig, get_profile
 from farm.spec import Cell, InvalidCellError, cell_from_labels
+from nasfarm.cli.dataopts import dataset_option
 from nasfarm.cli.errors import BadInput
 
 
@@ -90,6 +91,7 @@ def describe_cell(cell: Cell, config: TrainConfig, *, count: str = "module") -> 
     show_default=True,
     help="Network shape (stem channels, modules per stack).",
 )
+@dataset_option
 @click.option(
     "--count",
     type=click.Choice(["module", "formula"]),
@@ -99,10 +101,19 @@ def describe_cell(cell: Cell, config: TrainConfig, *, count: str = "module") -> 
     "form) or with the closed form only (for the whole space).",
 )
 def describe_cmd(
-    matrix: str | None, ops: str | None, input_path: TextIO | None, profile: str, count: str
+    matrix: str | None, ops: str | None, input_path: TextIO | None, profile: str, dataset: str, count: str
 ) -> None:
-    """Print hash, vertices, edges, trainable_parameters and flops of cells as JSON lines."""
-    config = get_profile(profile)
+    """Print hash, vertices, edges, trainable_parameters and flops of cells as JSON lines.
+
+    The network's head follows --dataset (its number of classes), and so do the parameters and
+    FLOPs; the hash never does.
+    """
+    from farm.datasets import DataError, fit_config
+
+    try:
+        config = fit_config(get_profile(profile), dataset)
+    except DataError as exc:
+        raise BadInput(str(exc)) from None
     if input_path is not None and (matrix or ops):
         raise click.UsageError("give either --matrix and --ops, or --input, not both")
     if input_path is None:

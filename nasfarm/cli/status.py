@@ -91,7 +91,9 @@ def _bar(done: int, failed: int, total: int) -> str:
 
 def _details(engine, rows: list[dict]) -> dict[str, dict[str, Any]]:
     """Per campaign: cost ETA, last hour's throughput, live workers, latest failures (from views)."""
+    from db.campaigns import get_campaign
     from db.views import read_view
+    from nasfarm.cli.dataopts import data_line
 
     names = [row["campaign"] for row in rows]
     details: dict[str, dict[str, Any]] = {
@@ -111,6 +113,7 @@ def _details(engine, rows: list[dict]) -> dict[str, dict[str, Any]]:
         details[worker["campaign"]]["workers"].append(worker)
     for name in names:
         details[name]["failures"] = read_view(engine, "job_failures", [name], limit=FAILURES_SHOWN)
+        details[name]["data"] = data_line(get_campaign(engine, name))  # says "synthetic data" when so
     return details
 
 
@@ -119,6 +122,7 @@ def _render_campaign(row: dict, detail: dict[str, Any]) -> str:
     lines = [
         f"{row['campaign']}  {_bar(row['done'], row['failed'], row['total'])}  {row['done_pct']:.1f}%"
         f"  ({row['done']:,} of {row['total']:,} jobs)",
+        f"  data: {detail.get('data', '-')}",
         f"  this hour: {detail['last_hour']['jobs_done']:,} jobs, "
         f"{detail['last_hour']['gpu_hours']:.2f} GPU-hours of training;"
         f" last 60 min: {row['done_last_hour']:,} jobs",

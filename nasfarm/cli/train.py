@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from pathlib import Path
 
 import click
 
+from nasfarm.cli.dataopts import data_dir_option, dataset_option, download_option, load_or_fail
 from nasfarm.cli.errors import BadInput
 
 
@@ -57,25 +57,23 @@ class _Progress:
 @click.option("--repeat", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--profile", default="nb101", show_default=True, help="Training profile: nb101 or smoke.")
-@click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="Folder holding cifar-10-batches-py/ (default: NASFARM_DATA_DIR or ~/.cache/nasfarm/cifar10).",
-)
-@click.option("--download/--no-download", default=True, show_default=True,
-              help="Download CIFAR-10 with torchvision when it is missing.")
+@dataset_option
+@data_dir_option
+@download_option(default=True)
 @click.option("--checkpoint-dir", type=str, default=None,
               help="Folder (or fsspec URI) for this job's checkpoint; re-running resumes from it.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch (default: torch's choice).")
-def train_cmd(matrix, ops, epochs, repeat, seed, profile, data_dir, download, checkpoint_dir, device,
-              threads) -> None:
+def train_cmd(matrix, ops, epochs, repeat, seed, profile, dataset, data_dir, download, checkpoint_dir,
+              device, threads) -> None:
     """Train one cell and print its metrics as JSON.
 
     SIGTERM or Ctrl-C checkpoints (with --checkpoint-dir) and exits with status 75; running the
     same command again resumes.
     """
     from farm.config import get_profile
+    from farm.datasets import fit_config
 
     cell = _parse_cell(matrix, ops)
     try:
@@ -85,15 +83,12 @@ def train_cmd(matrix, ops, epochs, repeat, seed, profile, data_dir, download, ch
 
     import torch
 
-    from farm.data import DataError, default_data_dir, load_cifar10
     from farm.train import BadInputError, Stopped, TrainingError, TrainJob, train
 
     if threads is not None:
         torch.set_num_threads(threads)
-    try:
-        data = load_cifar10(data_dir or default_data_dir(), download=download)
-    except DataError as exc:
-        raise BadInput(str(exc)) from exc
+    data = load_or_fail(dataset, data_dir, download=download)
+    config = fit_config(config, data.num_classes)  # the data set's head (CIFAR-10: unchanged)
     job = TrainJob(cell=cell, epochs=epochs, repeat=repeat, seed=seed, config=config)
     checkpoint_path = None
     if checkpoint_dir:
@@ -125,5 +120,5 @@ def train_cmd(matrix, ops, epochs, repeat, seed, profile, data_dir, download, ch
             signal.signal(sig, handler)
     progress.close()
     output = {"hash": cell.hash, "epochs": epochs, "repeat": repeat, "seed": seed, "profile": config.name,
-              "checkpoint": checkpoint_path, **result.to_dict()}
+              "dataset": data.dataset, "checkpoint": checkpoint_path, **result.to_dict()}
     click.echo(json.dumps(output, indent=2))
