@@ -42,6 +42,7 @@ from db.retry import GaveUp, retry_db
 from scheduler.breaker import CircuitBreaker
 from scheduler.fleet import Fleet, Worker
 from scheduler.health import HealthBook
+from scheduler.metrics import FarmMetrics
 from scheduler.options import RunOptions
 from scheduler.placement import CardShare, IdleWorker, assign, no_share, usable_idle
 from scheduler.pool import (
@@ -137,6 +138,7 @@ class Driver:
         self.db_down_since: float | None = None
         self.capacity_warned = False
         self.progress = RunProgress(opts.progress, on_progress)
+        self.metrics = FarmMetrics()
 
     def _choose_shape(
         self, nodes: list[dict[str, float]]
@@ -318,10 +320,37 @@ class Driver:
         if counts is None:
             return False
         self.counts = counts
-        self.progress.update(self.counts, workers=len(self.fleet.idle()) + len(self.fleet.busy()))
+        busy = self.fleet.busy()
+        workers = self.fleet.workers.values()
+        self.metrics.snapshot(counts, {
+            "training": len(busy), "idle": len(self.fleet.idle()),
+            "starting": sum(1 for w in workers if not w.ready),
+            "drained": sum(1 for w in workers if w.drained)}, len(self.health.drained()))
+        self.progress.update(self.counts, workers=len(self.fleet.idle()) + len(busy),
+                             training=sum(len(w.jobs) for w in busy),
+                             running_fraction=self._running_fraction())
         if self.opts.follow or self.buffer or self.fleet.busy():
             return False
         return not any(counts.get(s, 0) for s in ACTIVE_STATUSES)
+
+    def _running_fraction(self) -> float:
+        """Jobs' worth of training done by the running jobs (each busy worker's last answer to
+        ``progress()``; asked again now, answered by the next refresh: the loop never waits)."""
+        if self.progress.bar is None:
+            return 0.0
+        total = 0.0
+        for worker in self.fleet.busy():
+            ref = worker.progress_ref
+            if ref is not None:
+                ready, _ = ray.wait([ref], timeout=0)
+                if ready:
+                    with contextlib.suppress(ray.exceptions.RayError):
+                        worker.progress_fraction = float(ray.get(ready[0]))
+                    worker.progress_ref = None
+            if worker.progress_ref is None:
+                worker.progress_ref = worker.handle.progress.remote()
+            total += worker.progress_fraction * len(worker.jobs)
+        return total
 
     # -- waiting for Ray -------------------------------------------------------------------------
 
@@ -368,11 +397,14 @@ class Driver:
             worker.drained = True  # a new worker on a node drained before: it gets no job
             self._check_healthy_nodes()
             return
-        log.info("worker ready: %s (%s)", worker.info["node"], worker.info["device"])
+        self.summary.worker_threads.append(int(worker.info.get("torch_threads", 0)))
+        log.info("worker ready: %s (%s, %s CPU(s), %d torch thread(s))", worker.info["node"],
+                 worker.info["device"], worker.info.get("cpus"), worker.info.get("torch_threads", 0))
 
     def _on_outcome(self, worker: Worker, ref: Any) -> None:
         jobs = worker.jobs
         worker.jobs, worker.share, worker.run_ref = [], 0.0, None
+        worker.progress_ref, worker.progress_fraction = None, 0.0
         ids = ", ".join(str(job.job_id) for job in jobs)
         try:
             outcomes = ray.get(ref)
@@ -408,6 +440,7 @@ class Driver:
     def _count(self, outcome: JobOutcome, worker: Worker) -> None:
         status = outcome.status
         self.summary.handled.add(outcome.job_id)
+        self.metrics.outcome(status.value)
         if status is Status.DONE:
             self.summary.done += 1
             self._breaker(None)

@@ -33,6 +33,8 @@ class Worker:
     run_ref: Any | None = None
     preempt_sent: bool = False
     drained: bool = False  # on a node drained for environment faults: alive, but given no job
+    progress_ref: Any | None = None  # a pending progress() call (the driver's progress bar)
+    progress_fraction: float = 0.0  # its last answer: the running job's share of steps done
     last_finished_at: float | None = None  # worker clock, for the idle gap between jobs
 
     @property

@@ -19,9 +19,14 @@ class RunProgress:
         if show if show is not None else sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=0, unit="job", desc="nasfarm run", dynamic_ncols=True)
+            self.bar = tqdm(total=0, unit="job", desc="nasfarm run", dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n:.1f}/{total} jobs [{elapsed}<{remaining}, "
+                                       "{rate_fmt}{postfix}]")
 
-    def update(self, counts: dict[str, int], *, workers: int) -> None:
+    def update(self, counts: dict[str, int], *, workers: int, training: int,
+               running_fraction: float = 0.0) -> None:
+        """``running_fraction``: jobs' worth of steps the running jobs have trained, so the bar (and
+        its rate and ETA) moves by training steps, not by whole jobs."""
         if self.on_counts is not None:
             self.on_counts(dict(counts))
         if self.bar is None:
@@ -29,9 +34,11 @@ class RunProgress:
         total = sum(counts.values())
         if self.bar.total != total:
             self.bar.total = total
-        self.bar.n = sum(counts.get(s, 0) for s in FINISHED_STATUSES)
-        self.bar.set_postfix(running=counts.get("running", 0), failed=counts.get("failed", 0),
-                             workers=workers, refresh=False)
+        finished = sum(counts.get(s, 0) for s in FINISHED_STATUSES)
+        self.bar.n = round(min(finished + running_fraction, total), 2)
+        # "training": jobs on a worker now (the table's 'running' also counts jobs claimed ahead).
+        self.bar.set_postfix(training=training, failed=counts.get("failed", 0), workers=workers,
+                             refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:

@@ -42,6 +42,7 @@ class RunSummary:
     stop_reason: str | None = None  # the line saying why
     handled: set[int] = field(default_factory=set, repr=False)  # job ids this run dispatched
     handled_failed: int = 0  # of those, failed for good at the end
+    worker_threads: list[int] = field(default_factory=list)  # torch threads of each worker started
     follow: bool = False
 
     @property

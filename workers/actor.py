@@ -50,6 +50,7 @@ from workers.faults import (
 )
 from workers.heartbeat import LeaseKeeper
 from workers.job import build_train_job, checkpoint_epoch, group_runner, trainer_runner
+from workers.metrics import EpochTimer
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +94,16 @@ class FarmWorker:
         gpu_ids = ray.get_gpu_ids()
         if gpu_ids:  # shown by `nasfarm status` (active_workers.node): which card a job is on
             self.node += "/gpu" + ",".join(str(g) for g in gpu_ids)
-        if self.device == "cpu":
-            import torch
+        # torch's intra-op threads = the CPUs Ray gave this actor, not the machine's cores: N
+        # workers each running cores-many threads on a shared machine thrash (20x slower measured).
+        import torch
 
-            torch.set_num_threads(max(int(settings.cpus), 1))
+        self.cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", settings.cpus)
+        torch.set_num_threads(max(int(self.cpus), 1))
         self._lock = threading.Lock()
         self._current: set[int] = set()  # ids of the jobs being trained (a fused group: several)
+        self._fraction = 0.0  # of the current job's steps done (progress())
+        self._epoch_timer = EpochTimer()  # ray_nasfarm_epoch_seconds
         self._stop = threading.Event()  # polled by train() at every step
         self._stop_reason: str | None = None
         self._preempt_before_start: set[int] = set()
@@ -109,7 +114,7 @@ class FarmWorker:
         """The driver's shipped copy, or (``--data-from nodes``) this node's own copy of the
         campaigns' data set, checked against the fingerprint they recorded (a copy that differs
         is a problem of this node: the driver drains it)."""
-        if settings.node_data_dir is None:
+        if settings.data_from != "nodes":
             from workers.data import from_payload
 
             return from_payload(payload)
@@ -118,7 +123,7 @@ class FarmWorker:
 
         dataset, fingerprint = expectation(payload)
         try:
-            splits = load_dataset(dataset, settings.node_data_dir)
+            splits = load_dataset(dataset, settings.node_data_dir)  # None: this node's own default
         except Exception as exc:  # whatever is wrong with this node's copy: the node is at fault
             self.problems.append(f"data set on this node: {type(exc).__name__}: {exc}")
             return None
@@ -155,9 +160,16 @@ class FarmWorker:
             "node_id": self.node_id,
             "device": self.device,
             "problems": self.problems + node_problems(self.device, self.storage_root),
+            "cpus": self.cpus,
+            "torch_threads": __import__("torch").get_num_threads(),
             # Which card(s) Ray gave this actor: the driver packs jobs per card (--gpus-per-job auto).
             "gpus": [str(g) for g in ray.get_gpu_ids()],
         }
+
+    @ray.method(concurrency_group="control")
+    def progress(self) -> float:
+        """The fraction of its budget the current job (or fused group) has trained, by steps."""
+        return self._fraction if self._current else 0.0
 
     @ray.method(concurrency_group="control")
     def preempt(self, job_id: int) -> bool:
@@ -185,6 +197,7 @@ class FarmWorker:
             self._preempt_before_start -= ids
             if not refused:
                 self._current = ids
+                self._fraction = 0.0
                 self._stop.clear()
                 self._stop_reason = None
         if refused:
@@ -267,7 +280,16 @@ class FarmWorker:
     def _train(self, leases: list[_Lease], started_at: float) -> list[JobOutcome]:
         from farm.train import Stopped
 
+        config = leases[0].train_job.config
+        total = max(config.total_steps(leases[0].train_job.epochs), 1)
+        first_step = round(leases[0].resumed_epoch * config.steps_per_epoch())
+        steps = [first_step]
+
         def should_stop() -> bool:
+            # Called once before every training step: it also counts them, so the driver's
+            # progress moves by steps, not by whole jobs (progress()).
+            steps[0] += 1
+            self._fraction = min((steps[0] - 1) / total, 1.0)
             # A lost lease must not even checkpoint (the job may already train elsewhere): raise
             # out of the training loop instead of asking it to stop (which would checkpoint).
             for lease in leases:
@@ -275,17 +297,27 @@ class FarmWorker:
                     raise LeaseLost(f"job {lease.job.job_id}: lease lost")
             return self._stop.is_set()
 
+        timer = self._epoch_timer
+        timer.last = 0.0 if leases[0].resumed_epoch == 0 else None  # resumed: the next epoch starts it
+
+        def timed(post):  # the first job's events also feed the epoch-seconds histogram
+            def sink(event: dict) -> None:
+                timer.event(event)
+                post(event)
+            return sink
+
+        sinks = [timed(leases[0].keeper.post)] + [lease.keeper.post for lease in leases[1:]]
         try:
             if len(leases) == 1:
                 (lease,) = leases
                 results = [self.job_runner(
                     lease.train_job, self.data, device=self.device, checkpoint_path=lease.location,
-                    on_event=lease.keeper.post, should_stop=should_stop)]
+                    on_event=sinks[0], should_stop=should_stop)]
             else:
                 results = self.group_runner(
                     [lease.train_job for lease in leases], self.data, device=self.device,
                     checkpoint_paths=[lease.location for lease in leases],
-                    on_events=[lease.keeper.post for lease in leases], should_stop=should_stop)
+                    on_events=sinks, should_stop=should_stop)
         except LeaseLost:
             # Nothing is written for a job whose lease is gone. A repeat trained beside it still
             # holds its lease: it goes back to pending uncharged, resuming from its last epoch

@@ -4,9 +4,9 @@ An overview table (counts by status, done %, attempts, GPU-hours, throughput, ET
 campaign a progress bar, the last hour's jobs and GPU-hours, the ETA weighted by each remaining
 job's cost, the live workers and the latest failures. It reads only the documented views
 (``campaign_progress``, ``campaign_eta``, ``hourly_throughput``, ``active_workers``,
-``job_failures``), so what it shows is what SQL shows. ``campaign_progress`` sums per-campaign
-count deltas, so the overview answers in milliseconds on millions of jobs; ``campaign_eta`` scans
-the remaining jobs (about 5 s for the full 5M-job space on PostgreSQL on 2 cores).
+``job_failures``, ``worker_health``), so what it shows is what SQL shows. ``campaign_progress``
+sums per-campaign count deltas, so the overview answers in milliseconds on millions of jobs;
+``campaign_eta`` scans the remaining jobs (about 5 s for the full 5M-job space on PostgreSQL on 2 cores).
 """
 
 from __future__ import annotations
@@ -111,7 +111,10 @@ def _details(engine, rows: list[dict]) -> dict[str, dict[str, Any]]:
             }
     for worker in read_view(engine, "active_workers", names):
         details[worker["campaign"]]["workers"].append(worker)
+    # Node health is the farm's, not a campaign's: the nodes judged by drivers that are alive now.
+    nodes = [n for n in read_view(engine, "worker_health") if n["driver_alive"]]
     for name in names:
+        details[name]["nodes"] = nodes
         details[name]["failures"] = read_view(engine, "job_failures", [name], limit=FAILURES_SHOWN)
         details[name]["data"] = data_line(get_campaign(engine, name))  # says "synthetic data" when so
     return details
@@ -141,10 +144,18 @@ def _render_campaign(row: dict, detail: dict[str, Any]) -> str:
         )
     if len(workers) > WORKERS_SHOWN:
         lines.append(f"    ... {len(workers) - WORKERS_SHOWN} more (SELECT * FROM active_workers)")
+    sick = [n for n in detail.get("nodes", []) if n["state"] != "healthy"]
+    if detail.get("nodes"):
+        lines.append(f"  nodes: {len(detail['nodes'])} judged by live drivers, "
+                     f"{len(sick)} unhealthy or drained")
+    for n in sick:
+        error = " ".join(str(n["last_error"] or "").split())[:70]
+        lines.append(f"    {str(n['node'])[:40]:<40} {n['state']:<9} {n['environment_faults']} environment "
+                     f"fault(s): {error}")
     if detail["failures"]:
         lines.append("  latest failures:")
         for f in detail["failures"]:
-            error = " ".join(str(f["last_error"]).split())[:90]
+            error = " ".join(str(f.get("error_signature") or f["last_error"]).split())[:90]
             lines.append(
                 f"    job {f['job_id']} ({f['status']}, attempt {f['attempts']}/{f['max_attempts']}): {error}"
             )
