@@ -37,7 +37,7 @@ class Dialect:
     now: str  # the database's clock, unix seconds (double precision)
     new_token: str  # a fresh random 128-bit lease token, hex
     row_locks: bool  # {for_update} / {skip_locked} become FOR UPDATE / SKIP LOCKED
-    # how single statements run (db.queue)
+    # how single statements run (db.queue_core)
     autocommit_statements: bool
     async_commit: str  # makes the current transaction's commit not wait for the disk; "" = none
     compound_writes: bool  # claim / start / complete statements also log events, store results

@@ -134,7 +134,7 @@ VALUES (:job_id, :attempt, 'claim', :owner, 'running', :at)
 
 # --- fenced writes by the lease holder -----------------------------------------------------------
 # On PostgreSQL the single-statement operations run outside an explicit transaction (each
-# statement is its own transaction: no BEGIN/COMMIT round trips); see db.queue.
+# statement is its own transaction: no BEGIN/COMMIT round trips); see db.queue_core._statements.
 # Every statement below matches (id, lease_token, status = 'running'): a worker whose lease was
 # reaped, released or cancelled matches no row, changes nothing, and is told so (rowcount 0).
 
