@@ -199,6 +199,9 @@ def group_claimer(url: str, owner: str, ready, start, out) -> None:
         if not claimed:
             break
         groups += [[(j.job_id, j.lease_token, j.cell_hash, j.epochs, j.repeat) for j in g] for g in claimed]
+        # A claimer dispatches what it claimed before it claims again: without this pause one
+        # process on a loaded machine could drain all 300 jobs before the others are scheduled.
+        time.sleep(0.005)
     out.put((owner, groups))
     engine.dispose()
 

@@ -79,21 +79,24 @@ def test_upgrading_keeps_running_leases_and_judges_them_by_their_heartbeat(db_ur
     worker's next heartbeat gives them one."""
     from db.dialect import dialect_of
     from db.queue import JobQueue
-    from farm.config import SMOKE
-    from nasfarm.campaigns import create_campaign
-    from tests.fixtures_db import random_cells
 
     engine = make_engine(db_url)
     upgrade(engine, "0003")
-    create_campaign(engine, "old", random_cells(3, seed=7), epochs=(4,), repeats=1, profile=SMOKE.to_dict(),
-                    order="as-given")
     now = dialect_of(engine).now
-    with engine.begin() as conn:  # what a 0003 claim and heartbeats left: silent 100 s, and 10 s
-        for job_id, silent in ((1, 100), (2, 10)):
-            conn.execute(sa.text(
-                f"UPDATE jobs SET status = 'running', attempts = 1, lease_owner = 'old-driver',"
-                f" lease_token = 't{job_id}', claimed_at = {now} - 200, heartbeat_at = {now} - :silent"
-                " WHERE id = :id"), {"id": job_id, "silent": silent})
+    # Rows as a 0003 farm left them (written with 0003's columns): two started jobs whose driver's
+    # last heartbeats were 100 s and 10 s ago, and a pending one.
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO campaigns (name, profile_name, profile, epochs, repeats, seed, job_order,"
+            " max_attempts, created_at) VALUES ('old', 'smoke', '{}', '[4]', 1, 0, 'as-given', 3, 0)"
+        ))
+        conn.execute(sa.text(
+            "INSERT INTO jobs (campaign_id, cell_hash, epochs, repeat, seed, status, attempts, lease_owner,"
+            " lease_token, lease_node, claimed_at, heartbeat_at) VALUES"
+            f" (1, 'a', 4, 0, 1, 'running', 1, 'old-driver', 't1', 'node-1', {now} - 200, {now} - 100),"
+            f" (1, 'b', 4, 0, 2, 'running', 1, 'old-driver', 't2', 'node-1', {now} - 200, {now} - 10),"
+            " (1, 'c', 4, 0, 3, 'pending', 0, NULL, NULL, NULL, NULL, NULL)"
+        ))
     result = CliRunner().invoke(main, ["db", "upgrade", "--db", db_url])
     assert result.exit_code == 0, result.output
     assert current_revision(engine) == head_revision()
