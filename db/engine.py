@@ -76,6 +76,7 @@ def require_existing(url: str | None) -> None:
     must not create an empty database for a typo. PostgreSQL databases are never created."""
     path = sqlite_file(url)
     if path is not None and not path.exists():
+        _require_directory(parse_url(resolve_url(url)))  # the more precise reason, when it is the one
         raise MissingDatabase(f"no database at {path} (nasfarm db init creates one; check --db / {ENV_VAR})")
 
 
@@ -157,7 +158,8 @@ def _ping_when_idle(engine: Engine) -> None:
                 cursor.close()
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _require_directory(url: URL) -> None:
+    """Refuse a SQLite file URL whose directory does not exist (SQLite would fail obscurely)."""
     database = url.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         parent = Path(database).expanduser().resolve().parent
@@ -165,6 +167,10 @@ def _sqlite_engine(url: URL) -> Engine:
             raise BadDatabaseURL(
                 f"cannot create SQLite database {redact(url)!r}: directory {parent} does not exist"
             )
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    _require_directory(url)
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
