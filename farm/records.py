@@ -244,7 +244,19 @@ def write_file(
     target = Path(path)
     if kind == "tfrecord":
         return tfrecord.write_records(target, (r.to_tfrecord_payload() for r in records))
+    if kind not in ("jsonl", "parquet"):
+        raise RecordError(f"unknown format {kind!r}; choose one of {', '.join(FORMATS)}")
     temp = target.with_name(target.name + ".tmp")
+    try:
+        count = _write_rows(kind, target, temp, records)
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)  # nothing half-written is left behind
+        raise
+    return count
+
+
+def _write_rows(kind: str, target: Path, temp: Path, records: Iterable[BenchmarkRecord]) -> int:
     count = 0
     if kind == "jsonl":
         opener = gzip.open if target.name.endswith(".gz") else open
@@ -260,9 +272,6 @@ def write_file(
         count = len(rows)
         schema = pa.schema(_parquet_fields())
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), temp)
-    else:
-        raise RecordError(f"unknown format {kind!r}; choose one of {', '.join(FORMATS)}")
-    os.replace(temp, target)
     return count
 
 

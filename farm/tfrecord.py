@@ -121,13 +121,17 @@ def write_records(path: str | os.PathLike[str], records: Iterable[bytes]) -> int
     target = Path(path)
     temp = target.with_name(target.name + ".tmp")
     count = 0
-    with open(temp, "wb") as handle:
-        for data in records:
-            handle.write(encode_record(data))
-            count += 1
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, target)
+    try:
+        with open(temp, "wb") as handle:
+            for data in records:
+                handle.write(encode_record(data))
+                count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)  # nothing half-written is left behind
+        raise
     return count
 
 

@@ -23,8 +23,8 @@ def test_common_spellings_map_to_the_driver(url, driver):
 
 @pytest.mark.parametrize("command", [
     ["status"], ["status", "--json"], ["report", "--campaign", "x", "--out", "{tmp}/r"],
-    ["export", "--campaign", "x", "--out", "{tmp}/x.jsonl"], ["campaign", "show", "x"],
-    ["run", "--campaign", "x"], ["db", "current"], ["retry", "x"],
+    ["export", "--campaign", "x", "--out", "{tmp}/x.jsonl"], ["campaign", "show", "--campaign", "x"],
+    ["run", "--campaign", "x"], ["db", "current"], ["retry", "--campaign", "x"],
 ])
 def test_commands_that_read_never_create_a_database(tmp_path, command):
     missing = tmp_path / "typo.db"

@@ -53,7 +53,7 @@ def test_synthetic_set_then_demo_end_to_end(tmp_path, env, dataset):
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "complete: True" in demo.stdout and "2 result(s) in the campaign" in demo.stdout
     classes = {"cifar100": 100}.get(dataset, 10)
-    shown = json.loads(run(env, "campaign", "show", "demo").stdout)
+    shown = json.loads(run(env, "campaign", "show", "--campaign", "demo").stdout)
     assert shown["dataset"] == dataset and shown["profile"]["num_labels"] == classes
     fingerprint = shown["data_fingerprint"]
     assert fingerprint["synthetic"] is True and fingerprint["dataset"] == dataset
@@ -122,7 +122,7 @@ def test_space_describe_follows_the_data_sets_head_not_its_hash():
 
 
 def _campaign(env: dict[str, str], name: str, dataset: str, data: Path | None) -> None:
-    args = ["campaign", "create", name, "--cells", "sample:2", "--epochs", "4", "--repeats", "1",
+    args = ["campaign", "create", "--campaign", name, "--cells", "sample:2", "--epochs", "4", "--repeats", "1",
             "--profile", "smoke", "--dataset", dataset]
     created = run(env, *args, *(["--data-dir", str(data)] if data else []))
     assert created.returncode == 0, created.stderr
@@ -142,7 +142,7 @@ def test_a_run_refuses_another_copy_of_the_data_at_pre_flight(tmp_path, env):
     assert "cifar-100-python/train sha256" in problem and "cifar-100-python/test sha256" in problem
     # Campaigns of two data sets are never one run (the driver ships one copy).
     _campaign(env, "s", "svhn", None)  # no copy at hand: data set recorded, fingerprint not
-    assert json.loads(run(env, "campaign", "show", "s").stdout)["data_fingerprint"] is None
+    assert json.loads(run(env, "campaign", "show", "--campaign", "s").stdout)["data_fingerprint"] is None
     mixed = run(env, "run", "--campaign", "c", "--campaign", "s", "--data-dir", str(first), "--device", "cpu")
     assert mixed.returncode == EXIT_PREFLIGHT
     assert "train on different data sets ('c': cifar100, 's': svhn)" in mixed.stderr

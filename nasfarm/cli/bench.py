@@ -45,7 +45,11 @@ def export_cmd(
             raise BadInput(f"{exc}, or pass --format") from None
     with db_errors():
         engine = open_engine(db_url)
-        settings = get_campaign(engine, campaign)
+        settings = get_campaign(engine, campaign)  # an unknown campaign stops here: no file begun
+        try:
+            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInput(f"cannot create the folder for {out_path}: {exc.strerror}") from None
         sidecar = None
         if fmt == "tfrecord":
             out_path, sidecar = tfrecord_target(settings, out_path, allow_synthetic=allow_synthetic)
@@ -53,6 +57,8 @@ def export_cmd(
             count = write_file(out_path, campaign_records(engine, campaign), fmt=fmt)
         except RecordError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {out_path}: {exc.strerror or exc}") from None
     if sidecar is not None:
         Path(sidecar).write_text(json.dumps({
             "campaign": campaign, "format": fmt, "records": count, "dataset": settings.get("dataset"),
@@ -178,8 +184,18 @@ def _plots(rows: list[dict], out: Path) -> list[str]:
 def compare_cmd(campaign: str, against: str, out_dir: str | None, db_url: str | None) -> None:
     """Per-cell differences, Spearman of mean validation accuracy, parameter agreement (must be
     100%: exit code 1 otherwise), and plots."""
+    from db.campaigns import get_campaign
+    from db.errors import UnknownCampaign
+
     with db_errors():
         engine = open_engine(db_url)
+        get_campaign(engine, campaign)
+        try:
+            get_campaign(engine, against)
+        except UnknownCampaign:
+            raise BadInput(
+                f"no campaign {against!r} to compare with: load the published table first, e.g. "
+                f"nasfarm import-nb101 nasbench_only108.tfrecord --campaign {against}") from None
         ours, theirs = _table(engine, campaign), _table(engine, against)
     summary, rows = compare_tables(ours, theirs)
     out = Path(out_dir or f"compare-{campaign}-vs-{against}")

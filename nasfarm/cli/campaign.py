@@ -86,8 +86,11 @@ def campaign() -> None:
     """Create and inspect campaigns (cells x epoch budgets x repeats, one training profile)."""
 
 
+CAMPAIGN_HELP = "The campaign (every command names it with --campaign)."
+
+
 @campaign.command("create")
-@click.argument("name")
+@click.option("--campaign", "name", required=True, metavar="NAME", help=CAMPAIGN_HELP)
 @click.option("--cells", "cells_spec", required=True, metavar="all|sample:N|FILE.jsonl",
               help="The whole space, a seeded uniform sample, or cells from a JSON-lines file.")
 @click.option("--epochs", default="4,12,36,108", show_default=True, help="Epoch budgets.")
@@ -108,7 +111,7 @@ def create_cmd(
     name: str, cells_spec: str, epochs: str, repeats: int, profile_name: str, seed: int,
     order: str, max_attempts: int, dataset: str, data_dir: Path | None, download: bool, db_url: str | None,
 ) -> None:
-    """Create campaign NAME and enqueue every (cell, epochs, repeat) job (idempotent).
+    """Create a campaign and enqueue every (cell, epochs, repeat) job (idempotent).
 
     The campaign records its data set and, when a copy is where the data set lives (or
     --download fetches one), that copy's fingerprint (split sizes, SHA-256 of the files, synthetic
@@ -165,7 +168,7 @@ def list_cmd(db_url: str | None) -> None:
 
 
 @campaign.command("show")
-@click.argument("name")
+@click.option("--campaign", "name", required=True, metavar="NAME", help=CAMPAIGN_HELP)
 @db_option
 def show_cmd(name: str, db_url: str | None) -> None:
     """A campaign's settings and counts, as JSON."""
@@ -180,11 +183,11 @@ def show_cmd(name: str, db_url: str | None) -> None:
 
 
 @click.command("retry")
-@click.argument("name")
+@click.option("--campaign", "name", required=True, metavar="NAME", help=CAMPAIGN_HELP)
 @click.option("--include-cancelled", is_flag=True, help="Also send cancelled jobs back.")
 @db_option
 def retry_cmd(name: str, include_cancelled: bool, db_url: str | None) -> None:
-    """Send campaign NAME's failed jobs back to pending with a fresh attempt budget."""
+    """Send a campaign's failed jobs back to pending with a fresh attempt budget."""
     from db.queue import JobQueue
 
     with db_errors():
@@ -193,16 +196,16 @@ def retry_cmd(name: str, include_cancelled: bool, db_url: str | None) -> None:
 
 
 @click.command("cancel")
-@click.argument("name", required=False)
+@click.option("--campaign", "name", default=None, metavar="NAME", help=CAMPAIGN_HELP)
 @click.option("--job", "job_ids", multiple=True, type=int, metavar="ID", help="Cancel these jobs.")
 @db_option
 def cancel_cmd(name: str | None, job_ids: tuple[int, ...], db_url: str | None) -> None:
-    """Cancel campaign NAME's unfinished jobs (or --job ID ...). Running jobs stop at their next
-    heartbeat."""
+    """Cancel a campaign's unfinished jobs (--campaign NAME), or some jobs (--job ID ...). Running
+    jobs stop at their next heartbeat."""
     from db.queue import JobQueue
 
     if (name is None) == (not job_ids):
-        raise BadInput("give a campaign NAME or --job IDs (not both)")
+        raise BadInput("give --campaign NAME or --job IDs (not both)")
     with db_errors():
         queue = JobQueue(open_engine(db_url))
         n = queue.cancel(name) if name is not None else queue.cancel(job_ids=list(job_ids))

@@ -71,6 +71,27 @@ def _results_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _refuse_another_sample(engine, campaign: str, cells: int, epochs: int, repeats: int) -> None:
+    """An existing demo campaign is resumed as it is; asking it for another number of cells would
+    otherwise be silently ignored (or, for more cells, grow the campaign)."""
+    from db.campaigns import get_campaign
+    from db.errors import UnknownCampaign
+    from db.queue import JobQueue
+
+    try:
+        existing = get_campaign(engine, campaign)
+    except UnknownCampaign:
+        return
+    jobs = sum(JobQueue(engine).counts([campaign]).values())
+    per_cell = max(len(existing["epochs"]) * existing["repeats"], 1)
+    has = jobs // per_cell
+    if has != cells or existing["epochs"] != [epochs] or existing["repeats"] != repeats:
+        raise DemoError(
+            f"campaign {campaign!r} exists with {has} cell(s) x {existing['epochs']} epochs x "
+            f"{existing['repeats']} repeat(s); this demo asks for {cells} x [{epochs}] x {repeats}. "
+            f"Resume it with the same options, or name a new one: --campaign demo-{cells}")
+
+
 @click.command("demo")
 @click.option("--db", "db_url", default=None, metavar="URL",
               help="Database URL (default: $NASFARM_DB, else sqlite:///nasfarm.db).")
@@ -123,6 +144,7 @@ def demo_cmd(
         upgrade(engine)
         url = engine.url.render_as_string(hide_password=False)
         picked = [cell_from_labels(c.matrix, c.labels) for c in sample_cells(cells, seed)]
+        _refuse_another_sample(engine, campaign, cells, epochs, repeats)
         summary = create_campaign(
             engine, campaign, picked, epochs=[epochs], repeats=repeats,
             profile=fit_config(get_profile(profile_name), data.num_classes).to_dict(), seed=seed,

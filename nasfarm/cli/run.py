@@ -169,7 +169,7 @@ def _describe(summary) -> str:
         lines.append(summary.stop_reason)
     if summary.handled_failed:
         lines.append(f"{summary.handled_failed} job(s) handled by this run failed for good: "
-                     "nasfarm status shows why; nasfarm retry CAMPAIGN sends them back")
+                     "nasfarm status shows why; nasfarm retry --campaign NAME sends them back")
     if summary.interrupted and summary.abandoned:
         lines.append(f"stopped by {summary.interrupted}: {summary.abandoned} job(s) did not release in "
                      "time; their leases expire and the next run resumes them")

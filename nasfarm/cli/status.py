@@ -195,7 +195,7 @@ def status_cmd(
             for row in rows:
                 click.echo(json.dumps(_jsonable({**row, **details[row["campaign"]]})))
         elif not rows:
-            click.echo("no campaigns yet: nasfarm campaign create NAME --cells ...")
+            click.echo("no campaigns yet: nasfarm campaign create --campaign NAME --cells ...")
         else:
             if watch:
                 click.clear()

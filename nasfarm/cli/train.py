@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 
@@ -20,6 +21,14 @@ def _parse_cell(matrix: str, ops: str):
         return Cell.from_any(matrix, op_list)
     except (InvalidCellError, json.JSONDecodeError) as exc:
         raise click.BadParameter(str(exc), param_hint="--matrix/--ops") from exc
+
+
+def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+        raise click.BadParameter(f"{value!r}: one of cpu, cuda, cuda:N")
+    return value
 
 
 class _Progress:
@@ -51,20 +60,23 @@ class _Progress:
 
 
 @click.command("train")
-@click.option("--matrix", required=True, help="Adjacency matrix as JSON, e.g. '[[0,1],[0,0]]'.")
+@click.option("--matrix", required=True,
+              help='Adjacency matrix: JSON ("[[0,1],[0,0]]") or a 0/1 string ("0100").')
 @click.option("--ops", required=True, help="Op names, comma-separated or as a JSON list.")
 @click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True, help="Budget E.")
 @click.option("--repeat", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--profile", default="nb101", show_default=True, help="Training profile: nb101 or smoke.")
+@click.option("--profile", type=click.Choice(["nb101", "smoke"]), default="nb101", show_default=True,
+              help="Training hyperparameters (smoke: a tiny network on a data subset, for trying it).")
 @dataset_option
 @data_dir_option
 @download_option(default=True)
 @click.option("--checkpoint-dir", type=str, default=None,
               help="Folder (or fsspec URI) for this job's checkpoint; re-running resumes from it.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--device", default="cpu", show_default=True, callback=_check_device, metavar="cpu|cuda|cuda:N",
+              help="Training device.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for torch (default: torch's choice).")
+              help="CPU threads for torch (default: the CPUs this process may run on).")
 def train_cmd(matrix, ops, epochs, repeat, seed, profile, dataset, data_dir, download, checkpoint_dir,
               device, threads) -> None:
     """Train one cell and print its metrics as JSON.
@@ -85,8 +97,9 @@ def train_cmd(matrix, ops, epochs, repeat, seed, profile, dataset, data_dir, dow
 
     from farm.train import BadInputError, Stopped, TrainingError, TrainJob, train
 
-    if threads is not None:
-        torch.set_num_threads(threads)
+    # Sized to this process's allotment (its CPU affinity: a cpuset, taskset, a container's
+    # limit), never to the machine's core count that torch would otherwise assume.
+    torch.set_num_threads(threads or max(len(os.sched_getaffinity(0)), 1))
     data = load_or_fail(dataset, data_dir, download=download)
     config = fit_config(config, data.num_classes)  # the data set's head (CIFAR-10: unchanged)
     job = TrainJob(cell=cell, epochs=epochs, repeat=repeat, seed=seed, config=config)
