@@ -24,7 +24,9 @@ from db.dialect import Dialect, dialect_of
 from db.engine import read_connection
 from db.errors import CampaignConflict, UnknownCampaign, translating
 from db.statements import campaigns as sql
+from db.statements import promotions as promotion_sql
 from db.urls import redact
+from farm.adaptive import PromotionRule
 
 # Above this many cells it is cheaper to read the whole cells table than to send an IN list.
 _IN_LIST_MAX = 5000
@@ -43,6 +45,8 @@ class CampaignSettings:
     source: str = "trained"  # or "imported": a published table, whose jobs nasfarm never trains
     dataset: str = "cifar10"
     data_fingerprint: dict[str, Any] | None = None  # of the copy the campaign was created with
+    # An adaptive campaign (db.promotions): jobs at the first budget only, the rest by promotion.
+    promote: PromotionRule | None = None
 
     def __post_init__(self) -> None:
         epochs = self.epochs
@@ -54,6 +58,10 @@ class CampaignSettings:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
         if self.source not in ("trained", "imported"):
             raise ValueError(f"a campaign's source is 'trained' or 'imported', got {self.source!r}")
+        if self.promote is not None and len(epochs) < 2:
+            raise ValueError(f"an adaptive campaign needs at least two epoch budgets, got {list(epochs)}")
+        if self.promote is not None and list(epochs) != sorted(epochs):
+            raise ValueError(f"an adaptive campaign's budgets go from low to high, got {list(epochs)}")
 
     def columns(self) -> dict[str, Any]:
         """The campaigns row's columns (JSON as the schema stores it)."""
@@ -67,7 +75,14 @@ class CampaignSettings:
             "max_attempts": self.max_attempts,
             "source": self.source,
             "dataset": self.dataset,
+            "promote_numerator": self.promote.numerator if self.promote else None,
+            "promote_denominator": self.promote.denominator if self.promote else None,
+            "promote_mode": self.promote.mode if self.promote else None,
         }
+
+    def first_budget_only(self) -> bool:
+        """An adaptive campaign enqueues its first budget's jobs; promotions enqueue the rest."""
+        return self.promote is not None
 
     def fingerprint_json(self) -> str | None:
         """The data fingerprint as stored (JSON text); not part of the settings compared on a
@@ -149,6 +164,14 @@ class CampaignWriter:
             )
         return added
 
+    def promotions_decided(self) -> bool:
+        """Whether this (adaptive) campaign has recorded a promotion or a round: cells added after
+        that would never be ranked with the cells they compete with."""
+        if self.created:
+            return False
+        statement = self.dialect.render(promotion_sql.ANY_DECISION)
+        return self.conn.execute(statement, {"campaign_id": self.campaign["id"]}).first() is not None
+
     def add_cells(self, rows: Iterable[CellRow]) -> int:
         """Store cells that are not stored yet (see :meth:`stored_flops`; on PostgreSQL this
         transaction holds the cells lock, so they stay new); returns how many were added."""
@@ -166,6 +189,12 @@ def open_campaign(engine: sa.Engine, name: str, settings: CampaignSettings) -> I
     with translating(redact(engine.url)), engine.begin() as conn:
         campaign, created = _get_or_insert_campaign(conn, dialect, name, settings.columns(),
                                                     settings.fingerprint_json())
+        if created and settings.promote is not None:  # one row per budget, for its round's decision
+            budgets = [int(e) for e in settings.epochs]
+            for index, epochs in enumerate(budgets):
+                conn.execute(dialect.render(promotion_sql.INSERT_ROUND), {
+                    "campaign_id": campaign["id"], "epochs": epochs, "budget_index": index,
+                    "next_epochs": budgets[index + 1] if index + 1 < len(budgets) else None})
         # PostgreSQL: one creator at a time stores cells, so the new ones can be COPYed straight in.
         dialect.run(conn, dialect.lock_cells)
         yield CampaignWriter(conn, dialect, campaign, created)
@@ -213,7 +242,17 @@ def _campaign_dict(row: Any) -> dict[str, Any]:
         "source": row.source,
         "dataset": row.dataset,
         "data_fingerprint": json.loads(row.data_fingerprint) if row.data_fingerprint else None,
+        "promote": _promote_dict(row),
     }
+
+
+def _promote_dict(row: Any) -> dict[str, Any] | None:
+    """An adaptive campaign's rule (None for a plain campaign)."""
+    if row.promote_denominator is None:
+        return None
+    rule = PromotionRule(row.promote_numerator, row.promote_denominator, row.promote_mode or "rounds")
+    return {"numerator": rule.numerator, "denominator": rule.denominator, "fraction": rule.fraction,
+            "mode": rule.mode}
 
 
 def _ignore(_n: int) -> None:

@@ -11,11 +11,13 @@ between PostgreSQL and SQLite, in :mod:`db.dialect`.
 The operations are grouped by concern in three modules, assembled here as :class:`JobQueue`:
 :mod:`db.queue_claims` (claim, claim_groups), :mod:`db.queue_leases` (the lease holder's writes),
 :mod:`db.queue_admin` (reap, retry, cancel, counts, job, history), :mod:`db.queue_fleet` (driver
-liveness, node health, where a job failed); :mod:`db.queue_core` runs the SQL.
+liveness, node health, where a job failed), :mod:`db.promotions` (adaptive campaigns' promotion
+decisions); :mod:`db.queue_core` runs the SQL.
 """
 
 from __future__ import annotations
 
+from db.promotions import Promotions
 from db.queue_admin import Maintenance
 from db.queue_claims import ClaimedJob, Claims
 from db.queue_core import DEFAULT_LEASE_TTL_S, DEFAULT_LEGACY_TTL_S, backoff_delay
@@ -25,7 +27,7 @@ from db.queue_leases import LeaseWrites
 __all__ = ["ClaimedJob", "DEFAULT_LEASE_TTL_S", "DEFAULT_LEGACY_TTL_S", "JobQueue", "backoff_delay"]
 
 
-class JobQueue(Claims, LeaseWrites, Maintenance, FleetRecords):
+class JobQueue(Claims, LeaseWrites, Maintenance, FleetRecords, Promotions):
     """Queue operations on an engine (PostgreSQL or SQLite, identical behaviour).
 
     ``backoff_base`` / ``backoff_cap`` (seconds) shape the delay before a failed or reaped job may

@@ -61,6 +61,12 @@ campaigns = sa.Table(
     sa.Column("source", sa.String(16), nullable=False, server_default="trained"),
     sa.Column("dataset", sa.String(64), nullable=False, server_default="cifar10"),
     sa.Column("data_fingerprint", sa.Text),  # JSON: name, split sizes, file SHA-256s, synthetic
+    # Adaptive campaigns (successive halving, migration 0006): the top promote_numerator /
+    # promote_denominator of a budget's cells go on to the next budget, in 'rounds' or 'async'
+    # (ASHA-style) mode. NULL for a campaign that trains every cell at every budget.
+    sa.Column("promote_numerator", sa.Integer),
+    sa.Column("promote_denominator", sa.Integer),
+    sa.Column("promote_mode", sa.String(16)),
 )
 
 jobs = sa.Table(
@@ -241,6 +247,45 @@ node_health = sa.Table(
     sa.Column("environment_faults", sa.Integer, nullable=False),
     sa.Column("last_error", sa.Text),
     sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+# Adaptive campaigns (db.promotions): one row per budget of an adaptive campaign, written when the
+# campaign is created; the decision of its round fills the rest, once, by the one transaction that
+# finds decided_at NULL (an UPDATE ... WHERE decided_at IS NULL: a second decider changes nothing).
+promotion_rounds = sa.Table(
+    "promotion_rounds",
+    metadata,
+    sa.Column("campaign_id", sa.Integer, primary_key=True),
+    sa.Column("epochs", sa.SmallInteger, primary_key=True),
+    sa.Column("budget_index", sa.SmallInteger, nullable=False),
+    sa.Column("next_epochs", sa.SmallInteger),  # NULL for the last budget: nothing to promote to
+    sa.Column("decided_at", sa.Double),  # NULL until the round is decided
+    sa.Column("decided_by", sa.String(200)),  # a driver's owner, or cli:HOST:PID
+    sa.Column("cells", sa.Integer),  # cells with jobs at this budget
+    sa.Column("cells_ranked", sa.Integer),  # n: of those, the cells with a finished repeat
+    sa.Column("promoted", sa.Integer),  # ceil(f x n) (async mode: plus those promoted early)
+    sa.Column("threshold", sa.Double),  # mean validation accuracy of the ceil(f x n)-th cell
+)
+
+# Each promotion of a cell from one budget to the next, with its evidence; the unique constraint
+# makes a second promotion of a cell at a budget impossible, whoever decides it.
+promotions = sa.Table(
+    "promotions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("campaign_id", sa.Integer, nullable=False),
+    sa.Column("epochs", sa.SmallInteger, nullable=False),  # the budget the evidence is from
+    sa.Column("next_epochs", sa.SmallInteger, nullable=False),  # the budget it was promoted to
+    sa.Column("cell_hash", sa.String(32), nullable=False),
+    sa.Column("mean_validation_accuracy", sa.Double, nullable=False),  # over its finished repeats
+    sa.Column("repeats_finished", sa.Integer, nullable=False),
+    sa.Column("cell_rank", sa.Integer, nullable=False),  # 1 = best; ties broken by hash
+    sa.Column("cells_ranked", sa.Integer, nullable=False),  # n when decided
+    sa.Column("threshold", sa.Double, nullable=False),  # the last promoted cell's mean when decided
+    sa.Column("kind", sa.String(8), nullable=False),  # 'round', or 'async' (before the budget completed)
+    sa.Column("decided_at", sa.Double, nullable=False),
+    sa.Column("decided_by", sa.String(200)),
+    sa.UniqueConstraint("campaign_id", "epochs", "cell_hash"),
 )
 
 RESULT_METRICS = RUN_METRICS  # the results table's metric columns

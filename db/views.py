@@ -29,6 +29,8 @@ VIEW_NAMES = (
     "hourly_throughput",
     "campaign_eta",  # migration 0003
     "worker_health",  # migration 0005
+    "campaign_budgets",  # migration 0006: adaptive campaigns, one row per budget (db.promotions)
+    "campaign_compute",  # migration 0006: adaptive campaigns' compute against the full grid
 )
 
 
@@ -74,6 +76,7 @@ _ORDERS = {
     "job_failures": "COALESCE(finished_at, not_before) DESC, job_id DESC",
     "hourly_throughput": "hour DESC, campaign",
     "worker_health": "driver_alive DESC, state, node",
+    "campaign_budgets": "campaign, budget_index",
 }
 
 

@@ -22,7 +22,9 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from db.campaigns import CampaignSettings, CellRow, JobRow, cell_row, open_campaign
+from db.errors import CampaignConflict
 from db.nb101_io import store_records
+from farm.adaptive import PromotionRule
 from farm.cost import cost_from_labels
 from farm.records import BenchmarkRecord
 from farm.spec import AVAILABLE_OPS, INPUT, OUTPUT
@@ -156,9 +158,14 @@ def create_campaign(
     max_attempts: int = 3,
     dataset: str = "cifar10",
     data_fingerprint: dict[str, Any] | None = None,
+    promote: PromotionRule | None = None,
 ) -> dict[str, Any]:
     """Create (or complete) campaign ``name`` and enqueue its jobs; returns the campaign as a dict
     plus ``created`` (bool), ``cells_added``, ``jobs_added`` and ``seconds`` (timings).
+
+    ``promote`` makes it adaptive (successive halving, :mod:`db.promotions`): only the first
+    budget's jobs are enqueued here; each later budget's jobs are enqueued as cells are promoted.
+    Cells can be added to an adaptive campaign until its first promotion is recorded.
 
     ``dataset`` names the data set its jobs train on (``profile`` must carry its head:
     ``farm.datasets.fit_config``); ``data_fingerprint`` identifies the copy it is created with
@@ -174,7 +181,7 @@ def create_campaign(
     budgets = [int(e) for e in epochs]
     settings = CampaignSettings(profile=profile, epochs=tuple(budgets), repeats=repeats, seed=seed,
                                 order=order, max_attempts=max_attempts, dataset=dataset,
-                                data_fingerprint=data_fingerprint)
+                                data_fingerprint=data_fingerprint, promote=promote)
     specs: dict[str, CellSpec] = {}
     for cell in cells:
         spec = cell_spec(cell)
@@ -192,8 +199,13 @@ def create_campaign(
             # A campaign is created whole, so a cell it has has all its jobs: enqueue only the
             # cells it lacks (none when it is created again: no 5M-row conflict check).
             present = writer.cells_with_jobs()
-            ordered = job_order([s for h, s in specs.items() if h not in present], budgets, repeats,
-                                order, seed, flops)
+            missing = [s for h, s in specs.items() if h not in present]
+            if missing and settings.first_budget_only() and writer.promotions_decided():
+                raise CampaignConflict(
+                    f"adaptive campaign {name!r} has recorded promotions: {len(missing):,} new cell(s) "
+                    "would never be ranked with the cells they compete with; create another campaign")
+            enqueued = budgets[:1] if settings.first_budget_only() else budgets
+            ordered = job_order(missing, enqueued, repeats, order, seed, flops)
             seconds["prepare"] = time.perf_counter() - clock
             with _progress_bar(len(ordered), progress and sys.stderr.isatty()) as advance:
                 jobs_added = writer.add_jobs(

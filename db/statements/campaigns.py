@@ -12,9 +12,11 @@ CELL_COLUMNS = "hash, matrix, ops, vertices, edges, trainable_parameters, flops"
 # unique index, then finds the row (CAMPAIGN) instead of failing.
 INSERT_CAMPAIGN = """
 INSERT INTO campaigns (name, profile_name, profile, epochs, repeats, seed, job_order, max_attempts,
-                       source, dataset, data_fingerprint, created_at)
+                       source, dataset, data_fingerprint, promote_numerator, promote_denominator,
+                       promote_mode, created_at)
 VALUES (:name, :profile_name, :profile, :epochs, :repeats, :seed, :job_order, :max_attempts,
-        :source, :dataset, :data_fingerprint, :created_at)
+        :source, :dataset, :data_fingerprint, :promote_numerator, :promote_denominator,
+        :promote_mode, :created_at)
 ON CONFLICT (name) DO NOTHING
 """
 CAMPAIGN = "SELECT * FROM campaigns WHERE name = :name"
