@@ -7,7 +7,7 @@ its finished repeats, ties broken by hash). In rounds, when a budget is complete
 (``db.promotions``, the same arithmetic in SQL); this module is the rule itself, which the bench
 (bench/adaptive_campaigns.py) replays on whole synthetic tables and the tests hold the database to.
 
-The fraction is kept exact (a ratio of integers): ``ceil(0.7 x 10)`` in floating point is 8, and a
+The fraction is kept exact (a ratio of integers): ``ceil(0.55 x 100)`` in floating point is 56, and a
 decision must not depend on such rounding. ``parse_fraction`` takes ``25%``, ``0.25`` or ``1/4``.
 """
 

@@ -236,6 +236,9 @@ class Driver:
             orphaned = self._db(lambda: self.queue.reap_dead_drivers(self.owner), "reap dead drivers", 0)
             if orphaned:
                 log.warning("took back %d lease(s) of driver(s) that are gone", orphaned)
+            # Adaptive campaigns: promote what is ready (db.promotions; cheap when nothing is).
+            self._db(lambda: self.queue.promote_ready_budgets(self.campaigns or None, decided_by=self.owner),
+                     "promote")
         if now >= self.next_reap:
             self.next_reap = now + self.reap_every_s
             reaped = self._db(lambda: self.queue.reap(legacy_ttl_s=self.opts.lease_ttl_s), "reap", 0)
@@ -331,7 +334,10 @@ class Driver:
                              running_fraction=self._running_fraction())
         if self.opts.follow or self.buffer or self.fleet.busy():
             return False
-        return not any(counts.get(s, 0) for s in ACTIVE_STATUSES)
+        # Done when nothing is pending or running and no adaptive campaign promotes now or still may.
+        return not any(counts.get(s, 0) for s in ACTIVE_STATUSES) and self._db(
+            lambda: not self.queue.promote_ready_budgets(self.campaigns or None, decided_by=self.owner)
+            .can_add_jobs, "promote", False)
 
     def _running_fraction(self) -> float:
         """Jobs' worth of training done by the running jobs (each busy worker's last answer to

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from nasfarm.cli.adaptive import parse_promote, promote_cmd, promote_options
 from nasfarm.cli.dataopts import (
     data_dir_option,
     data_line,
@@ -87,6 +88,7 @@ def campaign() -> None:
 
 
 CAMPAIGN_HELP = "The campaign (every command names it with --campaign)."
+campaign.add_command(promote_cmd)
 
 
 @campaign.command("create")
@@ -103,13 +105,15 @@ CAMPAIGN_HELP = "The campaign (every command names it with --campaign)."
               help="Claim order: seeded shuffle of cells, cheapest (FLOPs x epochs) first, or as given.")
 @click.option("--max-attempts", default=3, show_default=True, type=click.IntRange(min=1),
               help="Attempts per job (crashes included) before it is failed.")
+@promote_options
 @dataset_option
 @data_dir_option
 @download_option(default=False)
 @db_option
 def create_cmd(
     name: str, cells_spec: str, epochs: str, repeats: int, profile_name: str, seed: int,
-    order: str, max_attempts: int, dataset: str, data_dir: Path | None, download: bool, db_url: str | None,
+    order: str, max_attempts: int, promote_text: str | None, promote_mode: str, dataset: str,
+    data_dir: Path | None, download: bool, db_url: str | None,
 ) -> None:
     """Create a campaign and enqueue every (cell, epochs, repeat) job (idempotent).
 
@@ -123,6 +127,9 @@ def create_cmd(
     from nasfarm.campaigns import create_campaign
 
     budgets = parse_epochs(epochs)
+    promote = parse_promote(promote_text, promote_mode)
+    if promote is not None and (len(budgets) < 2 or budgets != sorted(budgets)):
+        raise BadInput(f"--promote needs two or more --epochs from low to high, got {epochs!r}")
     entry = get_dataset(dataset)
     root = resolve(entry, data_dir)
     if entry.missing(root) and not download:
@@ -140,12 +147,14 @@ def create_cmd(
         result = create_campaign(
             engine, name, cells, epochs=budgets, repeats=repeats, profile=profile, seed=seed, order=order,
             progress=True, max_attempts=max_attempts, dataset=entry.name, data_fingerprint=fingerprint,
+            promote=promote,
         )
     verb = "created:" if result["created"] else "exists:"
     click.echo(
         f"campaign {name!r} {verb} {result['jobs_added']:,} jobs added "
         f"({result['cells_added']:,} new cells; {len(cells):,} cells x {len(budgets)} budgets x "
         f"{repeats} repeats, profile {profile_name}, order {order}; data {data_line(result)})"
+        + (f"; adaptive: {promote.describe()}, only the {budgets[0]}-epoch jobs enqueued" if promote else "")
     )
 
 

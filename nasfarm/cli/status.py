@@ -4,7 +4,8 @@ An overview table (counts by status, done %, attempts, GPU-hours, throughput, ET
 campaign a progress bar, the last hour's jobs and GPU-hours, the ETA weighted by each remaining
 job's cost, the live workers and the latest failures. It reads only the documented views
 (``campaign_progress``, ``campaign_eta``, ``hourly_throughput``, ``active_workers``,
-``job_failures``, ``worker_health``), so what it shows is what SQL shows. ``campaign_progress``
+``job_failures``, ``worker_health``; for an adaptive campaign ``campaign_budgets`` and
+``campaign_compute``), so what it shows is what SQL shows. ``campaign_progress``
 sums per-campaign count deltas, so the overview answers in milliseconds on millions of jobs;
 ``campaign_eta`` scans the remaining jobs (about 5 s for the full 5M-job space on PostgreSQL on 2 cores).
 """
@@ -93,6 +94,7 @@ def _details(engine, rows: list[dict]) -> dict[str, dict[str, Any]]:
     """Per campaign: cost ETA, last hour's throughput, live workers, latest failures (from views)."""
     from db.campaigns import get_campaign
     from db.views import read_view
+    from nasfarm.cli.adaptive import budget_lines
     from nasfarm.cli.dataopts import data_line
 
     names = [row["campaign"] for row in rows]
@@ -117,6 +119,8 @@ def _details(engine, rows: list[dict]) -> dict[str, dict[str, Any]]:
         details[name]["nodes"] = nodes
         details[name]["failures"] = read_view(engine, "job_failures", [name], limit=FAILURES_SHOWN)
         details[name]["data"] = data_line(get_campaign(engine, name))  # says "synthetic data" when so
+    for name, lines in budget_lines(engine, names).items():  # adaptive campaigns: their budgets
+        details[name]["adaptive"] = lines
     return details
 
 
@@ -133,6 +137,7 @@ def _render_campaign(row: dict, detail: dict[str, Any]) -> str:
         f"{int(eta.get('remaining_jobs') or 0):,} remaining jobs at the last hour's rate);"
         f" {_hours(None if row['eta_hours'] is None else row['eta_hours'] * 3600)} by job count",
     ]
+    lines += detail.get("adaptive", [])
     workers = detail["workers"]
     lines.append(f"  workers: {len(workers)} running")
     for w in workers[:WORKERS_SHOWN]:
