@@ -52,3 +52,17 @@ def pg_base_url() -> str:
             pytest.fail(message + " and NASFARM_REQUIRE_POSTGRES=1", pytrace=False)
         pytest.skip(message)
     return url
+
+
+# The suite runs on two pytest-xdist workers (pyproject: -n 2 --dist loadgroup). Every test that
+# drives a Ray farm goes to one group, so one worker runs them one after another on the shared
+# session cluster while the other worker runs the rest: two Ray farms at once on a 2-core machine
+# would only slow both and stretch the fault tests' timing.
+RAY_FIXTURES = {"farm", "ray_address", "metrics_cluster"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        uses_ray = RAY_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if uses_ray or item.module.__name__.rsplit(".", 1)[-1].startswith("test_farm_"):
+            item.add_marker(pytest.mark.xdist_group("ray"))
