@@ -129,3 +129,15 @@ def test_health_drains_a_node_after_max_faults_in_the_window():
     assert book.environment_fault("n1", "host-1", "DataError")  # third within 60 s
     assert book.is_drained("n1") and [h.node_id for h in book.drained()] == ["n1"]
     assert not book.is_drained("n2") and book.node("n2").state == "healthy"
+
+
+def test_a_job_that_failed_with_an_unknown_error_waits_for_another_node():
+    from scheduler.placement import IdleWorker, assign, no_share
+
+    idle = [IdleWorker("w-on-a", ("worker", 1), "node-a"), IdleWorker("w-on-b", ("worker", 2), "node-b")]
+    units = [["failed-on-a"], ["fresh"]]
+    avoid = {"failed-on-a": {"node-a"}}
+    plan = assign(units, no_share, idle, {}, avoid=lambda unit: avoid.get(unit[0], set()))
+    assert dict(plan) == {0: "w-on-b", 1: "w-on-a"}
+    only_a = assign(units, no_share, idle[:1], {}, avoid=lambda unit: avoid.get(unit[0], set()))
+    assert only_a == [(1, "w-on-a")]  # it waits (reserving nothing); the next job takes node a
