@@ -29,18 +29,20 @@ from farm.records import BenchmarkRecord
 
 
 def campaign_records(engine: sa.Engine, campaign: str, *, batch: int = 10_000) -> Iterator[BenchmarkRecord]:
-    """The campaign's results, ordered by (cell, budget, repeat), streamed from the server."""
-    campaign_id = get_campaign(engine, campaign)["id"]  # UnknownCampaign for a bad name
+    """The campaign's results, ordered by (cell, budget, repeat), streamed from the server; each
+    record carries the campaign's data set."""
+    settings = get_campaign(engine, campaign)  # UnknownCampaign for a bad name
+    campaign_id, dataset = settings["id"], settings.get("dataset") or "cifar10"
     query = dialect_of(engine).render(sql.CAMPAIGN_RECORDS)
     with translating(redact(engine.url)), engine.connect() as conn:
         rows = conn.execution_options(stream_results=True, yield_per=batch).execute(
             query, {"campaign_id": campaign_id}
         )
         for row in rows:
-            yield _record_of_row(row)
+            yield _record_of_row(row, dataset)
 
 
-def _record_of_row(row: Any) -> BenchmarkRecord:
+def _record_of_row(row: Any, dataset: str | None = None) -> BenchmarkRecord:
     evaluations = json.loads(row.evaluations) if row.evaluations else []
     if evaluations:
         data = tuple(
@@ -74,6 +76,7 @@ def _record_of_row(row: Any) -> BenchmarkRecord:
         raw_operations=",".join(json.loads(row.ops)),
         metrics=ModelMetrics(data, None if params is None else int(params), row.total_time),
         repeat=int(row.repeat),
+        dataset=dataset,
     )
 
 

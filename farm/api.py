@@ -14,7 +14,17 @@ files, a nasfarm export (``.jsonl[.gz]`` / ``.parquet`` / ``.tfrecord``), any it
 
 Deliberate differences: too many vertices raises OutOfDomainError (the original's message bug
 raises TypeError there), and a valid cell that the source has no (or too few) results for raises
-:class:`CellNotFinishedError` (a KeyError, as the original's dict lookup was) naming the cell.
+:class:`CellNotFinishedError` (a KeyError, as the original's dict lookup was) naming the cell; a
+cell with results at other budgets but none at the one asked for raises its subclass
+:class:`NotTrainedAtBudgetError` ("not trained at this budget": an adaptive campaign trains a cell
+at a budget only once promoted to it), never a made-up number.
+
+One table, one data set: records carry the data set they were trained on (a database campaign's,
+a jsonl/parquet export's ``dataset`` column, a tfrecord export's sidecar JSON; NAS-Bench-101's own
+files, which have no such field, are CIFAR-10). Records of two data sets do not mix
+(:class:`DatasetMismatchError`), and ``NASBench(source, dataset="cifar100")`` refuses a source of
+another data set. ``NASBench.dataset`` says which it is.
+
 Results are stored column-wise in numpy (NaN = missing repeat), so the full 5-million-record
 table fits in a few hundred MB instead of the original's nested dicts.
 """
@@ -49,6 +59,19 @@ class CellNotFinishedError(KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class NotTrainedAtBudgetError(CellNotFinishedError):
+    """A cell of the table with results at other budgets but none at the one asked for: not trained
+    at this budget (an adaptive campaign did not promote it there, or not yet)."""
+
+
+class DatasetMismatchError(ValueError):
+    """Records of more than one data set in one table, or a table of another data set than asked."""
+
+
+# What records without a data set were trained on: NAS-Bench-101's own files are CIFAR-10.
+NB101_DATASET = "cifar10"
 
 
 def _kept_vertices(rows: list[list[int]]) -> list[int] | None:
@@ -131,8 +154,10 @@ class BenchmarkTable:
         raw_operations: list[str],
         trainable_parameters: np.ndarray,
         metrics: dict[int, np.ndarray],
+        dataset: str | None = None,  # None: not stated (e.g. a synthetic table)
     ) -> None:
         self.hashes = hashes
+        self.dataset = dataset
         self.index = {h: i for i, h in enumerate(hashes)}
         self.raw_adjacency = raw_adjacency
         self.raw_operations = raw_operations
@@ -183,12 +208,14 @@ class BenchmarkTable:
         rows: dict[int, array] = {}
         slots: dict[int, array] = {}
         seen: dict[int, dict[int, int]] = {}
+        datasets: set[str] = set()
         iterator: Iterable[BenchmarkRecord] = records
         if progress:
             from tqdm import tqdm
 
             iterator = tqdm(records, desc="loading records", unit="rec", mininterval=1.0)
         for record in iterator:
+            datasets.add(record.dataset or NB101_DATASET)
             row = index.get(record.module_hash)
             if row is None:
                 row = index[record.module_hash] = len(hashes)
@@ -209,6 +236,10 @@ class BenchmarkTable:
             counter[row] = slot + 1
             rows[epochs].append(row)
             slots[epochs].append(slot)
+        if len(datasets) > 1:
+            raise DatasetMismatchError(
+                f"records of {len(datasets)} data sets ({', '.join(sorted(datasets))}): a table holds one "
+                "data set; load each separately")
         n = len(hashes)
         tables = {}
         for epochs in values:
@@ -217,7 +248,8 @@ class BenchmarkTable:
             table = np.full((n, int(s.max()) + 1, len(METRIC_KEYS)), np.nan)
             table[r, s] = np.frombuffer(values[epochs], dtype=np.float64).reshape(-1, len(METRIC_KEYS))
             tables[epochs] = table
-        return cls(hashes, adjacency, operations, np.frombuffer(params, dtype=np.int64).copy(), tables)
+        return cls(hashes, adjacency, operations, np.frombuffer(params, dtype=np.int64).copy(), tables,
+                   dataset=next(iter(datasets), None))
 
 
 def load_table(source: Any, *, progress: bool = False) -> BenchmarkTable:
@@ -263,9 +295,15 @@ class NASBench:
         num_repeats: int | None = None,
         progress: bool = False,
         name: str | None = None,
+        dataset: str | None = None,
     ) -> None:
         self.table = load_table(source, progress=progress)
         self.name = name or (os.fspath(source) if isinstance(source, str | os.PathLike) else "records")
+        if dataset is not None and self.table.dataset is not None and dataset != self.table.dataset:
+            raise DatasetMismatchError(
+                f"{self.name} holds results on {self.table.dataset}, not {dataset}: one table per data set")
+        # The table's data set (asked for, when the table does not say; None: not stated).
+        self.dataset = self.table.dataset if self.table.dataset is not None else dataset
         self.config: dict[str, Any] = {
             "module_vertices": MAX_VERTICES,
             "max_edges": MAX_EDGES,
@@ -389,6 +427,14 @@ class NASBench:
 
     def _require_finished(self, row: int, epochs: int) -> None:
         have = int(self.table.counts[epochs][row])
+        if have == 0:
+            elsewhere = [e for e in sorted(self.table.counts) if self.table.counts[e][row]]
+            if elsewhere:
+                raise NotTrainedAtBudgetError(
+                    f"cell {self.table.hashes[row]} has 0 of {self.config['num_repeats']} repeats at "
+                    f"{epochs} epochs in {self.name}: not trained at this budget (it has results at "
+                    f"{', '.join(map(str, elsewhere))} epochs; an adaptive campaign trains a cell at a "
+                    "budget only once it promoted the cell there)")
         if have < self.config["num_repeats"]:
             raise CellNotFinishedError(
                 f"cell {self.table.hashes[row]} has {have} of {self.config['num_repeats']} repeats "

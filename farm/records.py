@@ -6,7 +6,12 @@
 - A flat row (JSON lines or Parquet) with NAS-Bench-101's metric names, for pandas:
   ``module_hash, epochs, repeat, raw_adjacency, raw_operations, trainable_parameters, total_time``
   and ``{start,halfway,final}_{epoch,training_time,train_accuracy,validation_accuracy,
-  test_accuracy,checkpoint_path}``. The flat form needs the usual three evaluations.
+  test_accuracy,checkpoint_path}``, and ``dataset`` (the data set the cell was trained on). The flat
+  form needs the usual three evaluations.
+
+The published tfrecord form has no data-set field: a record read from one has ``dataset`` None
+(NAS-Bench-101's own files are CIFAR-10) unless a sidecar ``<file>.json`` written by ``nasfarm
+export`` names the data set.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import gzip
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +61,8 @@ class BenchmarkRecord:
     # Position among the records of the same (hash, epochs); the published files leave it
     # implicit in file order, so it is None when read from a tfrecord.
     repeat: int | None = None
+    # The data set it was trained on (farm.datasets name); None where the source does not say.
+    dataset: str | None = None
 
     # -- the published form -------------------------------------------------------------
     def to_json_list(self) -> list[Any]:
@@ -104,6 +111,7 @@ class BenchmarkRecord:
         for prefix, evaluation in zip(EVALUATION_PREFIXES, evaluations, strict=True):
             for column, attribute in _EVALUATION_COLUMNS:
                 row[f"{prefix}_{column}"] = getattr(evaluation, attribute)
+        row["dataset"] = self.dataset
         return row
 
     @classmethod
@@ -125,6 +133,7 @@ class BenchmarkRecord:
                 _none_or(row.get("total_time"), "total_time"),
             )
             repeat = row.get("repeat")
+            dataset = row.get("dataset")  # absent from files written before data sets existed
             return cls(
                 str(row["module_hash"]),
                 int(row["epochs"]),
@@ -132,6 +141,7 @@ class BenchmarkRecord:
                 str(row["raw_operations"]),
                 metrics,
                 None if repeat is None else int(repeat),
+                None if dataset is None else str(dataset),
             )
         except KeyError as exc:
             raise RecordError(f"row lacks column {exc.args[0]!r}") from exc
@@ -213,11 +223,13 @@ def iter_file(path: str | os.PathLike[str], *, check_crc: bool = True) -> Iterat
     """Records of a tfrecord, JSON-lines or Parquet file (format from the extension)."""
     kind = detect_format(path)
     if kind == "tfrecord":
+        dataset = sidecar_dataset(path)
         for index, payload in enumerate(tfrecord.iter_records(path, check_crc=check_crc)):
             try:
-                yield BenchmarkRecord.from_tfrecord_payload(payload)
+                record = BenchmarkRecord.from_tfrecord_payload(payload)
             except RecordError as exc:
                 raise RecordError(f"{os.fspath(path)}: record {index}: {exc}") from exc
+            yield record if dataset is None else replace(record, dataset=dataset)
     elif kind == "jsonl":
         opener = gzip.open if os.fspath(path).endswith(".gz") else open
         with opener(path, "rt", encoding="utf-8") as handle:
@@ -234,6 +246,18 @@ def iter_file(path: str | os.PathLike[str], *, check_crc: bool = True) -> Iterat
         for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):
             for row in batch.to_pylist():
                 yield BenchmarkRecord.from_row(row)
+
+
+def sidecar_dataset(path: str | os.PathLike[str]) -> str | None:
+    """The data set named by a tfrecord's sidecar ``<file>.json`` (``nasfarm export``), if any."""
+    sidecar = Path(f"{os.fspath(path)}.json")
+    if not sidecar.is_file():
+        return None
+    try:
+        dataset = json.loads(sidecar.read_text()).get("dataset")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise RecordError(f"{sidecar}: not the JSON sidecar of a nasfarm export ({exc})") from exc
+    return None if dataset is None else str(dataset)
 
 
 def write_file(
@@ -291,4 +315,5 @@ def _parquet_fields() -> list[Any]:
         for column, _ in _EVALUATION_COLUMNS:
             kind = pa.string() if column == "checkpoint_path" else pa.float64()
             fields.append(pa.field(f"{prefix}_{column}", kind))
+    fields.append(pa.field("dataset", pa.string()))
     return fields

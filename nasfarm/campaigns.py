@@ -275,12 +275,16 @@ def import_records(
     bad in either pass leaves nothing behind. Jobs are made only for the (cell, budget, repeat)s the
     file has, so every job of an imported campaign is done: a file lacking some repeats or budgets
     leaves no pending job to train (``nasfarm run`` never trains an imported campaign anyway).
-    Re-importing adds nothing. Returns the campaign dict plus ``results_added``.
+    The campaign's data set is the records' (CIFAR-10 for records that name none, as NAS-Bench-101's
+    own); records of two data sets are refused. Re-importing adds nothing. Returns the campaign dict
+    plus ``results_added``.
     """
     cells: dict[str, CellSpec] = {}
     seen: dict[tuple[str, int], int] = {}
     runs: set[tuple[str, int, int]] = set()  # (cell, budget, repeat), numbered as store_records does
+    datasets: set[str] = set()  # records without one are NAS-Bench-101's: CIFAR-10
     for record in read():
+        datasets.add(record.dataset or "cifar10")
         if record.module_hash not in cells:
             cells[record.module_hash] = record_cell(record)
         key = (record.module_hash, int(record.epochs))
@@ -288,10 +292,13 @@ def import_records(
         seen[key] = seen.get(key, 0) + 1
     if not cells:
         raise ValueError("no records to import")
+    if len(datasets) > 1:
+        raise ValueError(f"records of {len(datasets)} data sets ({', '.join(sorted(datasets))}): "
+                         "import each data set as its own campaign")
     budgets = sorted({epochs for _, epochs, _ in runs})
     settings = CampaignSettings(profile=profile, epochs=tuple(budgets),
                                 repeats=max(r for _, _, r in runs) + 1, seed=0, order="as-given",
-                                max_attempts=1, source="imported")
+                                max_attempts=1, source="imported", dataset=datasets.pop())
     specs = list(cells.values())
     with open_campaign(engine, campaign, settings) as writer:
         flops = writer.stored_flops(cells.keys())
