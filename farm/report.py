@@ -129,6 +129,9 @@ def write_report(
             out / "training_time_vs_parameters.png")),
         ("Accuracy by epoch budget", plot_accuracy_by_budget(results, out / "accuracy_by_budget.png")),
     ]
+    correlation = plot_budget_rank_correlation(results, out / "budget_rank_correlation.png")
+    if correlation is not None:  # two budgets or more with cells in common
+        figures.append(correlation)
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
         for k, v in progress.items()
@@ -167,3 +170,33 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 8px;t
     index = out / "index.html"
     index.write_text(page)
     return index
+
+
+def plot_budget_rank_correlation(
+    results: Sequence[Mapping[str, Any]], path: Path
+) -> tuple[str, Path] | None:
+    """Mean validation accuracy at each budget against the next one, over the cells trained at both,
+    with Spearman's rank correlation (NAS-Bench-101's paper shows it for its budgets; an adaptive
+    campaign's promotions bet on it). Returns (caption, PNG) or None with fewer than two budgets."""
+    from farm.adaptive import budget_rank_correlations
+
+    pairs = [c for c in budget_rank_correlations(results) if c.cells]
+    if not pairs:
+        return None
+    means: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in results:
+        if row.get("final_validation_accuracy") is not None:
+            means[int(row["epochs"])][str(row["module_hash"])].append(float(row["final_validation_accuracy"]))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4), squeeze=False)
+    for ax, pair in zip(axes[0], pairs, strict=True):
+        low, high = means[pair.lower], means[pair.higher]
+        common = sorted(set(low) & set(high))
+        ax.scatter([sum(low[h]) / len(low[h]) for h in common], [sum(high[h]) / len(high[h]) for h in common],
+                   s=8, alpha=0.6, color=BUDGET_COLOURS.get(pair.higher, "tab:purple"))
+        rho = "n/a" if pair.spearman is None else f"{pair.spearman:.3f}"
+        ax.set_title(f"{pair.lower} -> {pair.higher} epochs: Spearman {rho} ({pair.cells} cells)", fontsize=9)
+        ax.set_xlabel(f"mean validation accuracy, {pair.lower} epochs")
+        ax.set_ylabel(f"mean validation accuracy, {pair.higher} epochs")
+    summary = "; ".join(f"{c.lower}->{c.higher}: {'n/a' if c.spearman is None else f'{c.spearman:.3f}'}"
+                        f" over {c.cells} cells" for c in pairs)
+    return f"Rank correlation between budgets (Spearman {summary})", _save(fig, path)
