@@ -95,7 +95,7 @@ def budget_lines(engine: Any, names: list[str]) -> dict[str, list[str]]:
                          f"({row['promote_mode']}); SELECT * FROM campaign_budgets")
         finished = f"{int(row['cells_finished']):,}/{int(row['cells']):,} cells finished"
         if row["next_epochs"] is None:
-            state = ""
+            state = "" if int(row["cells"]) else ", not reached"
         elif row["decided"]:
             state = (f", promoted {int(row['promoted']):,} of {int(row['cells_ranked']):,} to "
                      f"{row['next_epochs']} ep (threshold {_number(row['threshold']):.4f})")
