@@ -238,7 +238,7 @@ def downgrade() -> None:
     op.execute("DROP VIEW campaign_budgets")
     op.drop_table("promotions")
     op.drop_table("promotion_rounds")
-    with op.batch_alter_table("campaigns") as batch:
-        batch.drop_column("promote_mode")
-        batch.drop_column("promote_denominator")
-        batch.drop_column("promote_numerator")
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite >= 3.35): a batch copy of campaigns would break the
+    # views that read it.
+    for column in ("promote_mode", "promote_denominator", "promote_numerator"):
+        op.drop_column("campaigns", column)
