@@ -1,12 +1,14 @@
-"""Campaigns in the database: the campaign row, its cells and its jobs, written in ONE transaction.
+"""Campaigns in the database: the campaign row, its cells and its jobs, and reading them back.
 
-:func:`open_campaign` opens that transaction on a campaign (created, or found with the same
+:func:`open_campaign` opens one transaction on a campaign (created, or found with the same
 settings) and hands back a :class:`CampaignWriter`, which writes the rows it is given -- cells and
-jobs, as iterables, streamed -- and answers what is stored already. A campaign therefore exists
-with all of its jobs or not at all. Which cells, in which order, with which costs and seeds is
-decided above this layer (``nasfarm.campaigns`` builds a campaign from the enumerated space). On
-PostgreSQL the rows go in with COPY (the full space, 5,083,488 jobs, in well under a minute); on
-SQLite with executemany in the same transaction (:mod:`db.bulk`, chosen by :mod:`db.dialect`).
+jobs, as iterables, streamed -- and answers what is stored already: what is written through it
+commits together or not at all (an import is one such transaction). ``nasfarm campaign create``
+writes only the row this way and streams the jobs in committed batches (:mod:`db.enqueue`, which
+says how a campaign is whole: ``enqueued_at``). Which cells, in which order, with which costs
+and seeds is decided above this layer (``nasfarm.campaigns`` builds a campaign from the enumerated
+space). On PostgreSQL the rows go in with COPY; on SQLite with executemany (:mod:`db.bulk`, chosen
+by :mod:`db.dialect`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from db.counts import counting_new_jobs
 from db.dialect import Dialect, dialect_of
 from db.engine import read_connection
 from db.errors import CampaignConflict, UnknownCampaign, translating
 from db.statements import campaigns as sql
+from db.statements import enqueue as enqueue_sql
 from db.statements import promotions as promotion_sql
 from db.urls import redact
 from farm.adaptive import PromotionRule
@@ -152,16 +156,14 @@ class CampaignWriter:
 
     def add_jobs(self, jobs: Iterable[JobRow], *, on_progress: Callable[[int], None] | None = None) -> int:
         """Insert ``jobs`` in the order given (ids follow it, and the claim follows the ids),
-        skipping any the campaign has; returns how many were added."""
-        added = self.dialect.load_jobs(
-            self.conn, self.campaign["id"], self.campaign["max_attempts"], jobs,
-            fresh=self.created and not self._jobs_written, on_progress=on_progress or _ignore,
-        )
-        self._jobs_written = True
-        if added:  # the status-change trigger does not see inserts: count them here
-            self.conn.execute(
-                self.dialect.render(sql.COUNT_NEW_JOBS), {"campaign_id": self.campaign["id"], "n": added}
+        skipping any the campaign has; returns how many were added. Their cells must be stored
+        first (:meth:`add_cells`): their FLOPs price the jobs in the monitoring aggregates."""
+        with counting_new_jobs(self.conn, self.campaign["id"]):  # inserts are counted by the inserter
+            added = self.dialect.load_jobs(
+                self.conn, self.campaign["id"], self.campaign["max_attempts"], jobs,
+                fresh=self.created and not self._jobs_written, on_progress=on_progress or _ignore,
             )
+        self._jobs_written = True
         return added
 
     def promotions_decided(self) -> bool:
@@ -179,10 +181,13 @@ class CampaignWriter:
 
 
 @contextmanager
-def open_campaign(engine: sa.Engine, name: str, settings: CampaignSettings) -> Iterator[CampaignWriter]:
+def open_campaign(
+    engine: sa.Engine, name: str, settings: CampaignSettings, *, whole: bool = True
+) -> Iterator[CampaignWriter]:
     """One transaction on campaign ``name``: created with ``settings``, or found with the same ones
     (:class:`CampaignConflict` otherwise). Everything written through the writer commits together
-    when the block ends, or not at all."""
+    when the block ends, or not at all. ``whole``: a campaign created here is complete when the
+    block ends (``enqueued_at``); :mod:`db.enqueue` passes False and streams the jobs afterwards."""
     if not name or len(name) > 200:
         raise ValueError("a campaign name must have 1 to 200 characters")
     dialect = dialect_of(engine)
@@ -195,9 +200,16 @@ def open_campaign(engine: sa.Engine, name: str, settings: CampaignSettings) -> I
                 conn.execute(dialect.render(promotion_sql.INSERT_ROUND), {
                     "campaign_id": campaign["id"], "epochs": epochs, "budget_index": index,
                     "next_epochs": budgets[index + 1] if index + 1 < len(budgets) else None})
+        # Inserters of one campaign take turns (db.counts counts each one's new jobs by id).
+        conn.execute(dialect.render(enqueue_sql.LOCK_CAMPAIGN), {"campaign_id": campaign["id"]})
         # PostgreSQL: one creator at a time stores cells, so the new ones can be COPYed straight in.
         dialect.run(conn, dialect.lock_cells)
         yield CampaignWriter(conn, dialect, campaign, created)
+        if created and whole:
+            now = time.time()
+            conn.execute(dialect.render(enqueue_sql.SET_ENQUEUED),
+                         {"campaign_id": campaign["id"], "now": now})
+            campaign["enqueued_at"] = now
 
 
 def get_campaign(engine: sa.Engine, name: str) -> dict[str, Any]:
@@ -242,6 +254,8 @@ def _campaign_dict(row: Any) -> dict[str, Any]:
         "source": row.source,
         "dataset": row.dataset,
         "data_fingerprint": json.loads(row.data_fingerprint) if row.data_fingerprint else None,
+        # NULL while `campaign create` streams its jobs, or after it was interrupted (db.enqueue)
+        "enqueued_at": row.enqueued_at,
         "promote": _promote_dict(row),
     }
 

@@ -15,7 +15,9 @@ clause or a loader, never tests the database's name. The differences, and why th
   transaction;
 - locks that serialise whole operations (cells of concurrent campaign creations, migrations, the
   recount): PostgreSQL advisory/table locks; SQLite's single writer already serialises them;
-- bulk loading: COPY vs executemany (:mod:`db.bulk`).
+- bulk loading: COPY vs executemany (:mod:`db.bulk`);
+- the UTC hour of a time (``{hour_start}``, the results trigger's bucket) and how the aggregates
+  are compacted (:mod:`db.counts`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class Dialect:
     lock_migrations: tuple[str, ...]
     lock_jobs_for_recount: tuple[str, ...]
     compact_job_counts: tuple[str, ...]
+    compact_result_counts: tuple[str, ...]
+    hour_start: str  # the start of the UTC hour of results.created_at (unix seconds)
     # bulk loading (db.bulk)
     load_jobs: bulk.JobLoader
     load_cells: bulk.CellLoader
@@ -70,6 +74,7 @@ class Dialect:
                 "new_token": self.new_token,
                 "for_update": "FOR UPDATE" if self.row_locks else "",
                 "skip_locked": "SKIP LOCKED" if self.row_locks else "",
+                "hour_start": self.hour_start,
                 **fragments,
             }
             text = template.format(**snippets)
@@ -103,6 +108,8 @@ POSTGRESQL = Dialect(
     lock_migrations=(monitoring_sql.LOCK_MIGRATIONS_POSTGRESQL,),
     lock_jobs_for_recount=(monitoring_sql.LOCK_JOBS_FOR_RECOUNT_POSTGRESQL,),
     compact_job_counts=(monitoring_sql.COMPACT_JOB_COUNTS_POSTGRESQL,),
+    compact_result_counts=(monitoring_sql.COMPACT_RESULT_COUNTS_POSTGRESQL,),
+    hour_start="floor(created_at / 3600) * 3600",
     load_jobs=bulk.copy_jobs,
     load_cells=bulk.copy_cells,
 )
@@ -123,6 +130,8 @@ SQLITE = Dialect(
     lock_migrations=(),
     lock_jobs_for_recount=(),
     compact_job_counts=monitoring_sql.COMPACT_JOB_COUNTS_SQLITE,
+    compact_result_counts=monitoring_sql.COMPACT_RESULT_COUNTS_SQLITE,
+    hour_start="CAST(created_at / 3600 AS INTEGER) * 3600.0",
     load_jobs=bulk.executemany_jobs,
     load_cells=bulk.executemany_cells,
 )

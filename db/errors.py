@@ -51,6 +51,11 @@ class CampaignConflict(DatabaseError):
     """A campaign of that name exists with different settings (profile, budgets, repeats, seed)."""
 
 
+class IncompleteCampaign(CampaignConflict):
+    """The campaign's creation has not finished enqueueing its jobs (it is running, or it was
+    interrupted: running the same create again completes it); its jobs cannot be claimed yet."""
+
+
 # SQLSTATE classes / codes (psycopg2 ``pgcode``) that mean "try again later":
 # 08 = connection exception, 57P01..57P03 = admin shutdown, crash shutdown, cannot connect now,
 # 53300 = too many connections, 40001/40P01 = serialization failure / deadlock (retry the txn).

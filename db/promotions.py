@@ -39,6 +39,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from db.counts import counting_new_jobs
 from db.dialect import dialect_of
 from db.engine import read_connection
 from db.errors import translated, translating
@@ -210,10 +211,9 @@ class Promotions(QueueCore):
                 "kind": "round" if final else "async", "decided_by": decided_by, "promote": promote,
             }).rowcount
             # higher budgets first in the claim order (async: promoted work overtakes the backlog)
-            added = conn.execute(render(q.ENQUEUE_PROMOTED),
-                                 {**base, "priority": budget.budget_index + 1}).rowcount
-            if added:
-                conn.execute(render(q.COUNT_NEW_JOBS), {"campaign_id": campaign.id, "n": added})
+            with counting_new_jobs(conn, campaign.id):  # per budget, with their cost (db.counts)
+                added = conn.execute(render(q.ENQUEUE_PROMOTED),
+                                     {**base, "priority": budget.budget_index + 1}).rowcount
             result.jobs_added += added
             if not final:
                 result.promoted_early += inserted

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from db.errors import translated
+from db.errors import IncompleteCampaign, translated
 from db.queue_core import DEFAULT_LEASE_TTL_S, QueueCore
 from db.statements import queue as q
 
@@ -115,13 +115,34 @@ class Claims(QueueCore):
     ) -> list[tuple[str, dict[str, Any]]]:
         """The claim's ``{campaign_filter}`` fragments with their parameters: none, or one campaign
         at a time in the order given -- each claim then walks that campaign's own pending index
-        (ix_jobs_campaign_claim) instead of everyone's."""
+        (ix_jobs_campaign_claim) instead of everyone's. A campaign whose creation has not finished
+        enqueueing is never claimed from: named, it raises :class:`IncompleteCampaign`; unnamed,
+        it is left out."""
         if campaigns is None:
-            return [("", {})]
-        return [
-            ("AND campaign_id = :campaign_id", {"campaign_id": campaign_id})
-            for campaign_id in self._campaign_ids(conn, campaigns)
-        ]
+            unfinished = [int(cid) for (cid,) in conn.execute(self._sql(q.UNFINISHED_CAMPAIGNS))]
+            if not unfinished:
+                return [("", {})]
+            # ids read from the database, never a caller's string
+            return [(f"AND campaign_id NOT IN ({', '.join(map(str, unfinished))})", {})]
+        ids = self._campaign_ids(conn, campaigns)
+        self._require_enqueued(conn, ids)
+        return [("AND campaign_id = :campaign_id", {"campaign_id": campaign_id}) for campaign_id in ids]
+
+    def _require_enqueued(self, conn: sa.Connection, campaign_ids: Sequence[int]) -> None:
+        """Raise :class:`IncompleteCampaign` for a campaign whose creation is unfinished (a complete
+        one stays complete: cached)."""
+        unknown = sorted(set(campaign_ids) - self._enqueued)
+        if not unknown:
+            return
+        statement = self.sql.render(q.UNFINISHED_AMONG, expanding=("ids",))
+        unfinished = conn.execute(statement, {"ids": unknown}).all()
+        if unfinished:
+            name = unfinished[0][1]
+            raise IncompleteCampaign(
+                f"campaign {name!r} is incomplete: its creation is still enqueueing jobs or was "
+                "interrupted; run the same `nasfarm campaign create` again to complete it"
+            )
+        self._enqueued.update(unknown)
 
     def _log_claims(self, conn: sa.Connection, rows: Sequence[Any], owner: str) -> Cells:
         """After the claim statements, on their connection: the claim events (unless the claim

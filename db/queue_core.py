@@ -61,6 +61,7 @@ class QueueCore:
         self.rng = rng or random.Random()
         self._campaigns: dict[int, tuple[str, dict[str, Any]]] = {}
         self._campaign_id_by_name: dict[str, int] = {}
+        self._enqueued: set[int] = set()  # campaigns whose creation finished (claims may take them)
         # PostgreSQL: single statements go through an autocommit pool (see _statements).
         self._autocommit = autocommit_engine(engine) if self.sql.autocommit_statements else None
 

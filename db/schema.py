@@ -57,6 +57,9 @@ campaigns = sa.Table(
     sa.Column("job_order", sa.String(20), nullable=False),
     sa.Column("max_attempts", sa.Integer, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
+    # When its creation finished enqueueing its jobs; NULL while `campaign create` streams them, or
+    # after an interrupted create (running it again completes the campaign). Migration 0007.
+    sa.Column("enqueued_at", sa.Double),
     # 'trained', or 'imported' (a published table: nasfarm run never trains it). Migration 0005.
     sa.Column("source", sa.String(16), nullable=False, server_default="trained"),
     sa.Column("dataset", sa.String(64), nullable=False, server_default="cifar10"),
@@ -142,10 +145,13 @@ sa.Index(
     sqlite_where=jobs.c.last_error.isnot(None),
 )
 
-# Signed deltas of the number of jobs per (campaign, status), and of the seconds jobs spent
-# running: +N pending from create_campaign, -1/+1 per status change from a trigger on jobs
-# (migration 0002). SUM(n) per campaign and status is the count; db.views.compact_job_counts
-# folds the rows. Append-only so that concurrent workers never wait on a shared counter row.
+# Signed deltas of the number of jobs per (campaign, epochs, status), their cost (cell FLOPs x
+# epochs), how many of the running ones are leased but not started (claimed ahead), the seconds jobs
+# spent leased and their attempts: +N pending when jobs are inserted (their inserter counts them:
+# db.counts), -1/+1 per change of a job's bucket from the triggers on jobs (migrations 0002,
+# 0007). Summed per campaign and budget they answer every monitoring view without reading the jobs;
+# db.views.compact_job_counts folds the rows. Append-only so that concurrent workers never wait on
+# a shared counter row.
 job_counts = sa.Table(
     "job_counts",
     metadata,
@@ -155,7 +161,25 @@ job_counts = sa.Table(
     sa.Column("n", sa.BigInteger, nullable=False),
     sa.Column("busy_seconds", sa.Double, nullable=False, server_default="0"),
     sa.Column("attempts", sa.BigInteger, nullable=False, server_default="0"),
+    # epochs 0: lease seconds recorded before migration 0007 (kept per campaign only)
+    sa.Column("epochs", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("cost", sa.Double, nullable=False, server_default="0"),
+    sa.Column("unstarted", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_job_counts_campaign_id_status", "campaign_id", "status"),
+)
+
+# Signed deltas of finished jobs per (campaign, UTC hour): their number and the training time their
+# results report (total_time, final_training_time), appended by triggers on results (migration
+# 0007); hourly_throughput and campaign_eta's calibration read these instead of every result.
+result_counts = sa.Table(
+    "result_counts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("campaign_id", sa.Integer, nullable=False),
+    sa.Column("hour_start", sa.Double, nullable=False),  # unix seconds of the UTC hour's start
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("total_time", sa.Double, nullable=False, server_default="0"),
+    sa.Column("final_training_time", sa.Double, nullable=False, server_default="0"),
 )
 
 # Append-only history: one row per claim, start, end (done/failed/reaped/released/cancelled), retry.
@@ -201,7 +225,8 @@ results = sa.Table(
     sa.Column("extra", sa.Text),  # JSON: weights_sha256 and TrainResult.extra (trainer, ...)
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Index("ix_results_campaign_id_cell_hash", "campaign_id", "cell_hash"),
-    sa.Index("ix_results_created_at", "created_at"),
+    # "The last hour" of one campaign: never the rows an import wrote at the same time (0007).
+    sa.Index("ix_results_campaign_id_created_at", "campaign_id", "created_at"),
 )
 
 # The per-epoch / per-evaluation stream of a job (every attempt; ``attempt`` tells them apart).

@@ -2,17 +2,18 @@
 
 This is composition, so it lives in the application layer: it takes cells from the domain (an
 enumeration, a sample, a file, published records), prices them with ``farm.cost``, orders and
-seeds their jobs, and hands the rows to :mod:`db.campaigns`, which writes them in one transaction
-(a campaign exists with all of its jobs or not at all; creating it again adds nothing; creating it
-again with more cells adds only the new cells' jobs).
+seeds their jobs (:mod:`nasfarm.enqueue`), and streams the rows to the database in committed
+batches (:mod:`db.enqueue`): memory stays bounded whatever the campaign's size, an interrupted create
+run again completes the campaign, and the campaign counts as whole (``nasfarm run`` takes it) only
+once its last batch is in. Creating it again adds nothing; with more cells, only their jobs.
 
 For a large campaign (the full space: 423,624 cells, 5,083,488 jobs) a helper process prices the
-new cells and builds their rows while this one streams the jobs to the database.
+new cells and builds their rows, a few batches ahead of the one being written.
 """
 
 from __future__ import annotations
 
-import random
+import collections
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -21,20 +22,24 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from db.campaigns import CampaignSettings, CellRow, JobRow, cell_row, open_campaign
+from db.campaigns import CampaignSettings, CellRow, JobRow, cell_row, get_campaign, open_campaign
+from db.enqueue import CampaignStream, present_groups
 from db.errors import CampaignConflict
 from db.nb101_io import store_records
 from farm.adaptive import PromotionRule
 from farm.cost import cost_from_labels
 from farm.records import BenchmarkRecord
 from farm.spec import AVAILABLE_OPS, INPUT, OUTPUT
+from nasfarm.enqueue import Plan, Progress, batches, job_seed
+
+__all__ = ["create_campaign", "import_records", "job_seed"]
 
 ORDERS = ("shuffled", "cheap-first", "as-given")
 DEFAULT_EPOCHS = (4, 12, 36, 108)
-_SEED_MODULUS = 2**31
 # Above this many new cells, a helper process prices them and builds their rows.
 PARALLEL_CELLS_ABOVE = 20_000
 _CELL_CHUNK = 20_000
+_LOOKAHEAD = 2  # chunks the helper prices ahead of the one being written
 
 
 class CellSpec(NamedTuple):
@@ -59,15 +64,6 @@ def cell_spec(cell: Any) -> CellSpec:
     raise TypeError(f"not a cell: {cell!r}")
 
 
-def job_seed(campaign_seed: int, cell_hash: str, repeat: int) -> int:
-    """The training seed of a job: fixed by (campaign seed, cell, repeat).
-
-    The same repeat of a cell starts from the same seed at every epoch budget, so budgets differ
-    only in their length; different repeats and cells get unrelated seeds.
-    """
-    return (int(cell_hash[:8], 16) + 1_000_003 * repeat + 2_654_435_761 * campaign_seed) % _SEED_MODULUS
-
-
 def priced_row(cell: CellSpec) -> CellRow:
     """The cell's stored row with its NAS-Bench-101 parameter count and FLOPs."""
     params, flops = cost_from_labels(cell.matrix, cell.labels)
@@ -80,14 +76,14 @@ def _priced_rows(cells: list[tuple[str, list[list[int]], list[int]]]) -> list[Ce
 
 
 class _NewCellRows:
-    """The rows of the cells new to the database: built now, or by a helper process (many cells,
-    costs not needed for the job order) and collected when the writer stores them."""
+    """The rows of the cells new to the database, in the order given: built here as they are
+    taken, or (many cells) by a helper process, at most ``_LOOKAHEAD`` chunks ahead of the one taken,
+    so they never pile up in memory."""
 
-    def __init__(self, cells: list[CellSpec], *, costs_first: bool):
+    def __init__(self, cells: list[CellSpec]):
+        self._cells = cells
         self._pool = None
-        self._futures: list[Any] = []
-        self._rows: list[CellRow] | None = None
-        if not costs_first and len(cells) > PARALLEL_CELLS_ABOVE:
+        if len(cells) > PARALLEL_CELLS_ABOVE:
             try:
                 import multiprocessing
                 from concurrent.futures import ProcessPoolExecutor
@@ -99,49 +95,29 @@ class _NewCellRows:
                 # otherwise run again: a script without a main guard would create its campaign twice.
                 with without_the_callers_main():
                     self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-                    self._futures = [
-                        self._pool.submit(_priced_rows, [tuple(c) for c in cells[i : i + _CELL_CHUNK]])
-                        for i in range(0, len(cells), _CELL_CHUNK)
-                    ]
+                    self._submit = self._pool.submit  # the first submit starts the child (see above)
+                    self._first = self._submit(_priced_rows, self._chunk(0))
             except OSError:  # no processes here: build them in line
                 self.close()
-        if self._pool is None:
-            self._rows = [priced_row(cell) for cell in cells]
 
-    def flops(self) -> dict[str, int | None]:
-        assert self._rows is not None, "costs_first=True builds the rows in line"
-        return {row.hash: row.flops for row in self._rows}
+    def _chunk(self, start: int) -> list[tuple[str, list[list[int]], list[int]]]:
+        return [(c.hash, c.matrix, c.labels) for c in self._cells[start : start + _CELL_CHUNK]]
 
     def rows(self) -> Iterator[CellRow]:
-        if self._rows is not None:
-            yield from self._rows
-        for future in self._futures:
-            yield from future.result()
+        if self._pool is None:
+            yield from (priced_row(cell) for cell in self._cells)
+            return
+        starts = range(0, len(self._cells), _CELL_CHUNK)
+        pending = collections.deque([self._first])
+        for k, _start in enumerate(starts):
+            for ahead in starts[k + len(pending) : k + 1 + _LOOKAHEAD]:
+                pending.append(self._submit(_priced_rows, self._chunk(ahead)))
+            yield from pending.popleft().result()
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
-
-
-def job_order(
-    cells: list[CellSpec], epochs: list[int], repeats: int, order: str, seed: int,
-    flops: dict[str, int | None],
-) -> list[tuple[str, int, int]]:
-    """(cell hash, epochs, repeat) in claim order.
-
-    shuffled: cells in a seeded random order, each cell's budgets and repeats together, so that
-    any prefix of the finished jobs is an unbiased sample of the cells. cheap-first: by
-    FLOPs x epochs. as-given: the cells' order, each cell's jobs together.
-    """
-    hashes = [cell.hash for cell in cells]
-    if order == "shuffled":
-        random.Random(seed).shuffle(hashes)
-    jobs = [(h, e, r) for h in hashes for e in epochs for r in range(repeats)]
-    if order == "cheap-first":
-        position = {h: i for i, h in enumerate(hashes)}
-        jobs.sort(key=lambda j: ((flops.get(j[0]) or 0) * j[1], position[j[0]], j[2]))
-    return jobs
 
 
 def create_campaign(
@@ -182,50 +158,64 @@ def create_campaign(
     settings = CampaignSettings(profile=profile, epochs=tuple(budgets), repeats=repeats, seed=seed,
                                 order=order, max_attempts=max_attempts, dataset=dataset,
                                 data_fingerprint=data_fingerprint, promote=promote)
-    specs: dict[str, CellSpec] = {}
-    for cell in cells:
-        spec = cell_spec(cell)
-        specs.setdefault(spec.hash, spec)  # the first occurrence fixes the as-given order
+    specs = _unique_specs(cells)  # the first occurrence of a cell fixes the as-given order
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    with open_campaign(engine, name, settings) as writer:
-        flops = writer.stored_flops(specs.keys())
-        # cheap-first orders the jobs by FLOPs: it needs the costs before the jobs.
-        unstored = [spec for h, spec in specs.items() if h not in flops]
-        new = _NewCellRows(unstored, costs_first=order == "cheap-first")
-        try:
-            if order == "cheap-first":
-                flops.update(new.flops())
-            # A campaign is created whole, so a cell it has has all its jobs: enqueue only the
-            # cells it lacks (none when it is created again: no 5M-row conflict check).
-            present = writer.cells_with_jobs()
-            missing = [s for h, s in specs.items() if h not in present]
-            if missing and settings.first_budget_only() and writer.promotions_decided():
+    report = Progress(name, progress)
+    with open_campaign(engine, name, settings, whole=False) as writer:  # the row, committed at once
+        campaign, created = writer.campaign, writer.created
+        flops = writer.stored_flops([spec.hash for spec in specs])
+    enqueued = budgets[:1] if settings.first_budget_only() else budgets
+    plan = Plan(specs, enqueued, repeats, order, seed)
+    if not created:  # a resumed create, or more cells: the groups it has are skipped
+        plan.mark_present(present_groups(engine, campaign["id"]))
+    missing = plan.cells_missing()
+    if missing and not created and settings.first_budget_only():
+        with open_campaign(engine, name, settings, whole=False) as writer:
+            if writer.promotions_decided():
                 raise CampaignConflict(
                     f"adaptive campaign {name!r} has recorded promotions: {len(missing):,} new cell(s) "
                     "would never be ranked with the cells they compete with; create another campaign")
-            enqueued = budgets[:1] if settings.first_budget_only() else budgets
-            ordered = job_order(missing, enqueued, repeats, order, seed, flops)
-            seconds["prepare"] = time.perf_counter() - clock
-            with _progress_bar(len(ordered), progress and sys.stderr.isatty()) as advance:
-                jobs_added = writer.add_jobs(
-                    (JobRow(h, e, r, job_seed(seed, h, r)) for h, e, r in ordered), on_progress=advance
-                )
-            seconds["jobs"] = time.perf_counter() - clock - seconds["prepare"]
-            cells_added = writer.add_cells(new.rows())
-            seconds["cells"] = time.perf_counter() - clock - seconds["prepare"] - seconds["jobs"]
-        finally:
-            new.close()
+    # The new cells in the order their jobs come (cheap-first: all of them, before any job).
+    source = plan.cells if order == "cheap-first" else [plan.cells[i] for i in missing]
+    new = _NewCellRows([spec for spec in source if spec.hash not in flops])
+    total = plan.jobs_missing()
+    seconds["prepare"] = time.perf_counter() - clock
+    report.stage(f"{len(specs):,} cells ({len(new._cells):,} new), {total:,} jobs to enqueue")
+    stream = CampaignStream(engine, campaign)
+    try:
+        report.start(total)
+        for batch in batches(plan, new.rows(), flops):
+            stream.write(batch, on_progress=report.advance)
+    finally:
+        new.close()
+        report.close()
+    seconds["enqueue"] = time.perf_counter() - clock - seconds["prepare"]
+    if stream.finish() or campaign.get("enqueued_at") is None:
+        campaign = get_campaign(engine, name)
     seconds["total"] = time.perf_counter() - clock
+    report.stage(f"{stream.jobs_added:,} jobs and {stream.cells_added:,} cells added "
+                 f"in {seconds['total']:.1f} s")
     return {
-        **writer.campaign,
-        "created": writer.created,
-        "cells_added": cells_added,
-        "jobs_added": jobs_added,
-        # where the time went: prepare (known cells, in-line cell rows and costs, job order),
-        # jobs, cells (with whatever of the helper's work the jobs did not hide), total
+        **campaign,
+        "created": created,
+        "cells_added": stream.cells_added,
+        "jobs_added": stream.jobs_added,
+        # where the time went: prepare (known cells and groups, the order), enqueue (cells and
+        # jobs, with whatever pricing the helper did not hide), total
         "seconds": seconds,
     }
+
+
+def _unique_specs(cells: Iterable[Any]) -> list[CellSpec]:
+    specs: list[CellSpec] = []
+    seen: set[str] = set()
+    for cell in cells:
+        spec = cell_spec(cell)
+        if spec.hash not in seen:
+            seen.add(spec.hash)
+            specs.append(spec)
+    return specs
 
 
 @contextmanager
@@ -302,13 +292,13 @@ def import_records(
     specs = list(cells.values())
     with open_campaign(engine, campaign, settings) as writer:
         flops = writer.stored_flops(cells.keys())
-        new = _NewCellRows([spec for spec in specs if spec.hash not in flops], costs_first=False)
+        new = _NewCellRows([spec for spec in specs if spec.hash not in flops])
         try:
+            cells_added = writer.add_cells(new.rows())  # first: their FLOPs price the jobs' counts
             present = writer.cells_with_jobs()
             jobs = (JobRow(h, e, r, job_seed(0, h, r)) for h, e, r in sorted(runs) if h not in present)
             with _progress_bar(len(runs), progress and sys.stderr.isatty()) as advance:
                 jobs_added = writer.add_jobs(jobs, on_progress=advance)
-            cells_added = writer.add_cells(new.rows())
         finally:
             new.close()
         added = store_records(writer.conn, writer.campaign["id"], read(), chunk=chunk)

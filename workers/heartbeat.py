@@ -65,6 +65,11 @@ class LeaseKeeper:
         self._outbox.append(event)
         self._wake.set()
 
+    def progress(self, step: int, epoch: float) -> None:
+        """Note how far training got (cheap enough for every step): the next heartbeat carries it,
+        and ``active_workers`` shows the newer of it and the latest epoch metric."""
+        self._progress = (step, epoch)
+
     def _mark_lost(self, why: str) -> None:
         if not self.lost.is_set():
             log.warning("job %d: lease lost (%s); stopping without writing more", self.job_id, why)

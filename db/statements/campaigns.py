@@ -1,4 +1,5 @@
-"""Campaigns: the campaign row, its cells and its jobs, written in one transaction, and read back.
+"""Campaigns: the campaign row, its cells and its jobs, written (db.campaigns in one transaction,
+db.enqueue in committed batches), and read back.
 
 Bulk rows go in with COPY on PostgreSQL (streamed, no per-row round trip) and with executemany on
 SQLite; :mod:`db.bulk` runs them and :mod:`db.dialect` picks which. The executemany statements use
@@ -33,10 +34,6 @@ STORED_CELLS = "SELECT hash, flops FROM cells WHERE hash IN :hashes"
 ALL_STORED_CELLS = "SELECT hash, flops FROM cells"
 COUNT_CELLS = "SELECT COUNT(*) FROM cells"
 
-# The status-change trigger does not see inserts: the new jobs are counted here.
-COUNT_NEW_JOBS = """
-INSERT INTO job_counts (campaign_id, status, n, busy_seconds) VALUES (:campaign_id, 'pending', :n, 0.0)
-"""
 
 # --- PostgreSQL: COPY ------------------------------------------------------------------------------
 # A campaign created in this transaction has no jobs: COPY straight into jobs. One that exists
@@ -55,6 +52,8 @@ COPY_CELLS = f"COPY cells ({CELL_COLUMNS}) FROM STDIN"
 
 # --- SQLite: executemany ---------------------------------------------------------------------------
 INSERT_JOBS_SQLITE = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+# A tallied load (db.bulk.JobTally) must fail on a job that exists: its count would be wrong otherwise.
+PLAIN_INSERT_JOBS_SQLITE = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
 INSERT_CELLS_SQLITE = f"""
 INSERT INTO cells ({CELL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
 """

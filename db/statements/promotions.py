@@ -106,10 +106,6 @@ WHERE p.campaign_id = :campaign_id AND p.epochs = :epochs
 ORDER BY p.cell_rank, j.repeat
 ON CONFLICT DO NOTHING
 """
-# The status-change trigger does not see inserts: the new jobs are counted here.
-COUNT_NEW_JOBS = """
-INSERT INTO job_counts (campaign_id, status, n, busy_seconds) VALUES (:campaign_id, 'pending', :n, 0.0)
-"""
 
 # --- reading the decisions back -----------------------------------------------------------------------
 PROMOTIONS_OF = """

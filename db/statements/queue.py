@@ -355,6 +355,9 @@ SELECT status, SUM(n) AS n FROM job_counts {where} GROUP BY status
 # :names, :ids and :hashes are expanding (lists).
 CAMPAIGN_IDS = "SELECT id, name FROM campaigns WHERE name IN :names"
 CAMPAIGN_PROFILES = "SELECT id, name, profile FROM campaigns WHERE id IN :ids"
+# Campaigns whose creation has not finished enqueueing their jobs (db.enqueue): never claimed from.
+UNFINISHED_CAMPAIGNS = "SELECT id FROM campaigns WHERE enqueued_at IS NULL"
+UNFINISHED_AMONG = "SELECT id, name FROM campaigns WHERE id IN :ids AND enqueued_at IS NULL ORDER BY id"
 CELLS = "SELECT hash, matrix, ops FROM cells WHERE hash IN :hashes"
 JOB = "SELECT * FROM jobs WHERE id = :id"
 JOB_HISTORY = "SELECT * FROM job_events WHERE job_id = :id ORDER BY id"

@@ -5,9 +5,10 @@ campaign a progress bar, the last hour's jobs and GPU-hours, the ETA weighted by
 job's cost, the live workers and the latest failures. It reads only the documented views
 (``campaign_progress``, ``campaign_eta``, ``hourly_throughput``, ``active_workers``,
 ``job_failures``, ``worker_health``; for an adaptive campaign ``campaign_budgets`` and
-``campaign_compute``), so what it shows is what SQL shows. ``campaign_progress``
-sums per-campaign count deltas, so the overview answers in milliseconds on millions of jobs;
-``campaign_eta`` scans the remaining jobs (about 5 s for the full 5M-job space on PostgreSQL on 2 cores).
+``campaign_compute``), so what it shows is what SQL shows. The counting views read maintained
+aggregates (db.counts), never the jobs, so status answers in milliseconds whatever the backlog.
+"running" counts the jobs actually training; a job a driver claimed ahead and has not started is
+"claimed". An imported campaign (published results) shows no training throughput.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ COLUMNS = (
     ("total", "total", "{:,}"),
     ("pending", "pending", "{:,}"),
     ("running", "running", "{:,}"),
+    ("claimed", "claimed", "{:,}"),
     ("done", "done", "{:,}"),
     ("failed", "failed", "{:,}"),
     ("cancelled", "cancelled", "{:,}"),
@@ -49,7 +51,7 @@ def _rows(engine, campaigns: tuple[str, ...]) -> list[dict]:
         eta = row.pop("eta_seconds")
         row["eta_hours"] = None if eta is None else float(eta) / 3600
         row["done_pct"] = float(row["done_pct"] or 0.0)
-        for key in ("total", "pending", "running", "done", "failed", "cancelled", "attempts",
+        for key in ("total", "pending", "running", "claimed", "done", "failed", "cancelled", "attempts",
                     "done_last_hour"):
             row[key] = int(row[key] or 0)
     return rows
@@ -118,7 +120,10 @@ def _details(engine, rows: list[dict]) -> dict[str, dict[str, Any]]:
     for name in names:
         details[name]["nodes"] = nodes
         details[name]["failures"] = read_view(engine, "job_failures", [name], limit=FAILURES_SHOWN)
-        details[name]["data"] = data_line(get_campaign(engine, name))  # says "synthetic data" when so
+        campaign = get_campaign(engine, name)
+        details[name]["data"] = data_line(campaign)  # says "synthetic data" when so
+        details[name]["source"] = campaign.get("source", "trained")
+        details[name]["enqueued"] = campaign.get("enqueued_at") is not None
     for name, lines in budget_lines(engine, names).items():  # adaptive campaigns: their budgets
         details[name]["adaptive"] = lines
     return details
@@ -130,22 +135,32 @@ def _render_campaign(row: dict, detail: dict[str, Any]) -> str:
         f"{row['campaign']}  {_bar(row['done'], row['failed'], row['total'])}  {row['done_pct']:.1f}%"
         f"  ({row['done']:,} of {row['total']:,} jobs)",
         f"  data: {detail.get('data', '-')}",
-        f"  this hour: {detail['last_hour']['jobs_done']:,} jobs, "
-        f"{detail['last_hour']['gpu_hours']:.2f} GPU-hours of training;"
-        f" last 60 min: {row['done_last_hour']:,} jobs",
-        f"  ETA {_hours(eta.get('eta_seconds'))} weighted by cost (cell FLOPs x epochs of the "
-        f"{int(eta.get('remaining_jobs') or 0):,} remaining jobs at the last hour's rate);"
-        f" {_hours(None if row['eta_hours'] is None else row['eta_hours'] * 3600)} by job count",
     ]
+    if not detail.get("enqueued", True):
+        lines.append("  creation incomplete: its jobs are still being enqueued, or the create was "
+                     "interrupted (run the same `nasfarm campaign create` again to complete it)")
+    if detail.get("source") == "imported":
+        lines.append("  imported results (a published table): not trained here, no throughput or ETA")
+    else:
+        lines += [
+            f"  this hour: {detail['last_hour']['jobs_done']:,} jobs, "
+            f"{detail['last_hour']['gpu_hours']:.2f} GPU-hours of training;"
+            f" last 60 min: {row['done_last_hour']:,} jobs",
+            f"  ETA {_hours(eta.get('eta_seconds'))} weighted by cost (cell FLOPs x epochs of the "
+            f"{int(eta.get('remaining_jobs') or 0):,} remaining jobs at the last hour's rate);"
+            f" {_hours(None if row['eta_hours'] is None else row['eta_hours'] * 3600)} by job count",
+        ]
     lines += detail.get("adaptive", [])
     workers = detail["workers"]
-    lines.append(f"  workers: {len(workers)} running")
+    ahead = f", {row['claimed']:,} job(s) claimed ahead, not started" if row.get("claimed") else ""
+    lines.append(f"  workers: {len(workers)} training{ahead}")
     for w in workers[:WORKERS_SHOWN]:
-        epoch = "-" if w["epoch"] is None else f"{float(w['epoch']):.1f}"
+        epoch = "-" if w["epoch"] is None else f"{float(w['epoch']):.2f}"
+        step = "-" if w["step"] is None else f"{int(w['step']):,}"
         beat = "-" if w["seconds_since_heartbeat"] is None else f"{float(w['seconds_since_heartbeat']):.0f}s"
         lines.append(
             f"    {str(w['node'] or w['owner'])[:48]:<48} job {w['job_id']:<8} {w['cell_hash'][:8]}"
-            f" {w['epochs']:>3}ep  epoch {epoch:>5}  heartbeat {beat} ago"
+            f" {w['epochs']:>3}ep  epoch {epoch:>6}  step {step:>7}  heartbeat {beat} ago"
         )
     if len(workers) > WORKERS_SHOWN:
         lines.append(f"    ... {len(workers) - WORKERS_SHOWN} more (SELECT * FROM active_workers)")
