@@ -1,14 +1,21 @@
 """Bulk loading of a campaign's rows: COPY on PostgreSQL, executemany on SQLite.
 
-The two loaders of each kind take the same arguments; :mod:`db.dialect` names the pair a database
-uses, and :mod:`db.campaigns` / :mod:`db.enqueue` call them. Jobs arrive as an iterable (a
-generator over a batch of the 5,083,488 jobs of the full space): COPY streams it to the server
-through a file-like object without building one big string, executemany sends it in chunks.
+The loaders of each kind take the same arguments; :mod:`db.dialect` names the ones a database uses,
+and :mod:`db.campaigns` / :mod:`db.enqueue` call them. Rows arrive as iterables (a generator over a
+batch of the 5,083,488 jobs of the full space): COPY streams them to the server through a file-like
+object without building one big string, executemany sends them in chunks.
 
-A loader given a :class:`JobTally` counts the jobs it sends per budget with their cost as they
-stream by (the monitoring aggregates' +N pending, db.counts): cheaper than counting them again
-from the table. Such a load is a plain insert: a job that exists already fails it (unique
-violation), and :mod:`db.enqueue` then redoes the batch with the conflict-skipping load.
+Two shapes of jobs:
+
+- *jobs*, one (cell hash, epochs, repeat, seed) each (:func:`copy_jobs`, :func:`executemany_jobs`),
+  written plainly or skipping those the campaign has (``fresh=False``);
+- *groups*, every repeat of one cell at one budget: (cell hash, epochs, seeds), repeat r with
+  seeds[r] (:func:`copy_groups`, :func:`executemany_groups`): the streaming create's fast path. The
+  hot loop then does its bookkeeping once per group, and the loader counts the jobs it sends per
+  budget with their cost (a :class:`GroupTally`, the monitoring aggregates' +N pending, db.counts):
+  cheaper than counting them again from the table. A group load is a plain insert: a job that exists
+  fails it (unique violation), and :mod:`db.enqueue` then writes that batch again as jobs, skipping
+  those that exist.
 """
 
 from __future__ import annotations
@@ -23,42 +30,47 @@ import sqlalchemy as sa
 from db.statements import campaigns as sql
 
 Progress = Callable[[int], None]
-PLAIN_INSERT_JOBS_SQLITE = sql.PLAIN_INSERT_JOBS_SQLITE
 # A job as the campaign writer hands it over: (cell hash, epochs, repeat, seed).
 Job = tuple[str, int, int, int]
+# Every repeat of a cell at a budget: (cell hash, epochs, seed of repeat 0, 1, ...).
+Group = tuple[str, int, Sequence[int]]
 SQLITE_CHUNK = 50_000
 
 
-class JobTally:
+class GroupTally:
     """Jobs per budget and their cost (cell FLOPs x epochs; a cell without FLOPs costs 0), counted
-    as a load streams them. ``flops``: hash -> FLOPs of every cell the jobs use, as stored."""
+    as a group load streams them. ``flops``: hash -> FLOPs of every cell the groups use, as stored."""
 
     def __init__(self, flops: Mapping[str, int | None]):
         self.flops = flops
-        self.per_budget: dict[int, tuple[int, float]] = {}
+        self.jobs: dict[int, int] = {}
+        self.flops_sum: dict[int, float] = {}  # per budget: FLOPs summed over its jobs
 
-    def counted(self, jobs: Iterable[Job]) -> Iterator[Job]:
-        """``jobs``, counted as they pass (the counts are complete once the iterator is exhausted)."""
-        flops = self.flops
-        n: dict[int, int] = {}
-        cost: dict[int, float] = {}
-        for job in jobs:
-            epochs = job[1]
-            if epochs in n:
-                n[epochs] += 1
-                cost[epochs] += flops[job[0]] or 0
-            else:
-                n[epochs], cost[epochs] = 1, float(flops[job[0]] or 0)
-            yield job
-        for epochs, count in n.items():
-            before_n, before_cost = self.per_budget.get(epochs, (0, 0.0))
-            self.per_budget[epochs] = (before_n + count, before_cost + cost[epochs] * epochs)
+    def add(self, cell_hash: str, epochs: int, n: int) -> None:
+        if epochs in self.jobs:
+            self.jobs[epochs] += n
+            self.flops_sum[epochs] += (self.flops[cell_hash] or 0) * n
+        else:
+            self.jobs[epochs] = n
+            self.flops_sum[epochs] = float((self.flops[cell_hash] or 0) * n)
+
+    @property
+    def per_budget(self) -> dict[int, tuple[int, float]]:
+        """epochs -> (jobs, their cost)."""
+        return {e: (n, self.flops_sum[e] * e) for e, n in self.jobs.items()}
 
 
 class JobLoader(Protocol):
     def __call__(
         self, conn: sa.Connection, campaign_id: int, max_attempts: int,
-        jobs: Iterable[Job], *, fresh: bool, on_progress: Progress, tally: JobTally | None = None,
+        jobs: Iterable[Job], *, fresh: bool, on_progress: Progress,
+    ) -> int: ...
+
+
+class GroupLoader(Protocol):
+    def __call__(
+        self, conn: sa.Connection, campaign_id: int, max_attempts: int,
+        groups: Iterable[Group], tally: GroupTally, *, on_progress: Progress,
     ) -> int: ...
 
 
@@ -70,21 +82,23 @@ def _no_progress(_n: int) -> None:
     pass
 
 
+def jobs_of(groups: Iterable[Group]) -> Iterator[Job]:
+    """The jobs of groups, one by one."""
+    for cell_hash, epochs, seeds in groups:
+        for repeat, seed in enumerate(seeds):
+            yield cell_hash, epochs, repeat, seed
+
+
 # --- PostgreSQL ------------------------------------------------------------------------------------
 
 def copy_jobs(
     conn: sa.Connection, campaign_id: int, max_attempts: int, jobs: Iterable[Job],
-    *, fresh: bool, on_progress: Progress = _no_progress, tally: JobTally | None = None,
+    *, fresh: bool, on_progress: Progress = _no_progress,
 ) -> int:
     """COPY the jobs ((cell hash, epochs, repeat, seed), in claim order) in; returns how many were
-    added. ``fresh``: none of them exists (a new campaign, or jobs it cannot have yet): COPY
-    straight into jobs; else through a staging table that skips those it has. ``tally``: count
-    them (a plain COPY: fresh must hold)."""
-    if tally is not None:
-        if not fresh:
-            raise ValueError("a tallied load is a plain insert: fresh jobs only")
-        jobs = tally.counted(jobs)
-    lines = _job_lines(campaign_id, max_attempts, jobs)
+    added. ``fresh``: none of them exists (a campaign created in this transaction): COPY straight
+    into jobs; else through a staging table that skips those it has."""
+    lines = (f"{campaign_id}\t{h}\t{e}\t{r}\t{s}\t{max_attempts}\n" for h, e, r, s in jobs)
     if fresh:
         return _copy(conn, sql.COPY_JOBS, lines, on_progress)
     conn.execute(sa.text(sql.CREATE_STAGED_JOBS))
@@ -92,15 +106,29 @@ def copy_jobs(
     return conn.execute(sa.text(sql.INSERT_STAGED_JOBS)).rowcount
 
 
+def copy_groups(
+    conn: sa.Connection, campaign_id: int, max_attempts: int, groups: Iterable[Group], tally: GroupTally,
+    *, on_progress: Progress = _no_progress,
+) -> int:
+    """COPY the groups' jobs (none may exist) straight into jobs, counting them in ``tally``;
+    returns how many."""
+    return _copy(conn, sql.COPY_JOBS, _group_lines(campaign_id, max_attempts, groups, tally), on_progress)
+
+
+def _group_lines(
+    campaign_id: int, max_attempts: int, groups: Iterable[Group], tally: GroupTally
+) -> Iterator[str]:
+    # The hot loop of a 5M-job enqueue: per group one count and one join; per job one f-string.
+    add = tally.add
+    for cell_hash, epochs, seeds in groups:
+        add(cell_hash, epochs, len(seeds))
+        head = f"{campaign_id}\t{cell_hash}\t{epochs}\t"
+        yield "".join([f"{head}{repeat}\t{seed}\t{max_attempts}\n" for repeat, seed in enumerate(seeds)])
+
+
 def copy_cells(conn: sa.Connection, rows: Iterable[Sequence[object]]) -> int:
     """COPY cell rows in (they must be new: the caller holds the cells lock); returns how many."""
     return _copy(conn, sql.COPY_CELLS, _copy_lines(rows))
-
-
-def _job_lines(campaign_id: int, max_attempts: int, jobs: Iterable[Job]) -> Iterator[str]:
-    # The hot loop of a 5M-job enqueue: one f-string per job, no per-value dispatch.
-    for cell_hash, epochs, repeat, seed in jobs:
-        yield f"{campaign_id}\t{cell_hash}\t{epochs}\t{repeat}\t{seed}\t{max_attempts}\n"
 
 
 def _copy_lines(rows: Iterable[Sequence[object]]) -> Iterator[str]:
@@ -110,10 +138,11 @@ def _copy_lines(rows: Iterable[Sequence[object]]) -> Iterator[str]:
 
 
 class _CopySource(io.RawIOBase):
-    """A file-like object streaming COPY lines without building one big string."""
+    """A file-like object streaming COPY text (items of one or more lines) without building one big
+    string; counts the lines it sends."""
 
-    def __init__(self, lines: Iterator[str], on_progress: Progress):
-        self._lines = lines
+    def __init__(self, items: Iterator[str], on_progress: Progress):
+        self._items = items
         self._on_progress = on_progress
         self._buffer = b""
         self.count = 0
@@ -122,10 +151,11 @@ class _CopySource(io.RawIOBase):
         return True
 
     def _fill(self, size: int) -> None:
-        parts = list(itertools.islice(self._lines, max(1, size // 64)))
-        self.count += len(parts)
-        self._on_progress(len(parts))
-        self._buffer += "".join(parts).encode()
+        data = "".join(itertools.islice(self._items, max(1, size // 128))).encode()
+        lines = data.count(b"\n")
+        self.count += lines
+        self._on_progress(lines)
+        self._buffer += data
 
     def read(self, size: int = -1) -> bytes:
         size = size if size and size > 0 else 1 << 20
@@ -136,10 +166,10 @@ class _CopySource(io.RawIOBase):
 
 
 def _copy(
-    conn: sa.Connection, statement: str, lines: Iterator[str], on_progress: Progress = _no_progress
+    conn: sa.Connection, statement: str, items: Iterator[str], on_progress: Progress = _no_progress
 ) -> int:
-    """Run a ``COPY ... FROM STDIN`` fed by ``lines``; returns how many lines were sent."""
-    source = _CopySource(lines, on_progress)
+    """Run a ``COPY ... FROM STDIN`` fed by ``items``; returns how many lines were sent."""
+    source = _CopySource(items, on_progress)
     cursor = conn.connection.dbapi_connection.cursor()
     try:
         cursor.copy_expert(statement, source, size=1 << 20)
@@ -152,18 +182,28 @@ def _copy(
 
 def executemany_jobs(
     conn: sa.Connection, campaign_id: int, max_attempts: int, jobs: Iterable[Job],
-    *, fresh: bool, on_progress: Progress = _no_progress, tally: JobTally | None = None,
+    *, fresh: bool, on_progress: Progress = _no_progress,
 ) -> int:
     """Insert the jobs in order, skipping those the campaign has; returns how many were added.
-    (``fresh`` changes nothing here: ON CONFLICT DO NOTHING costs SQLite little.) ``tally``: count
-    them, as a plain insert (a job that exists fails it)."""
-    statement = sql.INSERT_JOBS_SQLITE
-    if tally is not None:
-        if not fresh:
-            raise ValueError("a tallied load is a plain insert: fresh jobs only")
-        jobs, statement = tally.counted(jobs), PLAIN_INSERT_JOBS_SQLITE
+    (``fresh`` changes nothing here: ON CONFLICT DO NOTHING costs SQLite little.)"""
     rows = ((campaign_id, h, e, r, s, max_attempts) for h, e, r, s in jobs)
-    return _executemany(conn, statement, rows, on_progress)
+    return _executemany(conn, sql.INSERT_JOBS_SQLITE, rows, on_progress)
+
+
+def executemany_groups(
+    conn: sa.Connection, campaign_id: int, max_attempts: int, groups: Iterable[Group], tally: GroupTally,
+    *, on_progress: Progress = _no_progress,
+) -> int:
+    """Insert the groups' jobs (none may exist: a plain insert) in order, counting them in
+    ``tally``; returns how many."""
+    def rows() -> Iterator[tuple]:
+        add = tally.add
+        for cell_hash, epochs, seeds in groups:
+            add(cell_hash, epochs, len(seeds))
+            for repeat, seed in enumerate(seeds):
+                yield campaign_id, cell_hash, epochs, repeat, seed, max_attempts
+
+    return _executemany(conn, sql.PLAIN_INSERT_JOBS_SQLITE, rows(), on_progress)
 
 
 def executemany_cells(conn: sa.Connection, rows: Iterable[Sequence[object]]) -> int:

@@ -32,6 +32,7 @@ from db.statements import promotions as promotion_sql
 from db.urls import redact
 from farm.adaptive import PromotionRule
 
+_COMPACT = (",", ":")  # JSON without spaces
 # Above this many cells it is cheaper to read the whole cells table than to send an IN list.
 _IN_LIST_MAX = 5000
 
@@ -112,9 +113,11 @@ def cell_row(
     cell_hash: str, matrix: Sequence[Sequence[int]], ops: Sequence[str], *,
     trainable_parameters: int | None, flops: int | None,
 ) -> CellRow:
-    """The stored row of a cell (pure: a helper process may build rows for the writer)."""
-    return CellRow(cell_hash, json.dumps([[int(x) for x in row] for row in matrix]), json.dumps(list(ops)),
-                   len(matrix), sum(map(sum, matrix)), trainable_parameters, flops)
+    """The stored row of a cell (pure: a helper process may build rows for the writer). Compact
+    JSON: a 7-vertex cell's matrix is 113 bytes instead of 161, 423,624 times over."""
+    return CellRow(cell_hash, json.dumps([[int(x) for x in row] for row in matrix], separators=_COMPACT),
+                   json.dumps(list(ops), separators=_COMPACT), len(matrix), sum(map(sum, matrix)),
+                   trainable_parameters, flops)
 
 
 class JobRow(NamedTuple):

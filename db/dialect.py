@@ -53,9 +53,12 @@ class Dialect:
     lock_jobs_for_recount: tuple[str, ...]
     compact_job_counts: tuple[str, ...]
     compact_result_counts: tuple[str, ...]
+    # after a bulk load of many jobs, so that the planner knows the table's new shape at once
+    analyze_after_load: tuple[str, ...]
     hour_start: str  # the start of the UTC hour of results.created_at (unix seconds)
     # bulk loading (db.bulk)
     load_jobs: bulk.JobLoader
+    load_groups: bulk.GroupLoader
     load_cells: bulk.CellLoader
     _rendered: dict[tuple, sa.TextClause] = field(default_factory=dict, repr=False)
 
@@ -109,8 +112,10 @@ POSTGRESQL = Dialect(
     lock_jobs_for_recount=(monitoring_sql.LOCK_JOBS_FOR_RECOUNT_POSTGRESQL,),
     compact_job_counts=(monitoring_sql.COMPACT_JOB_COUNTS_POSTGRESQL,),
     compact_result_counts=(monitoring_sql.COMPACT_RESULT_COUNTS_POSTGRESQL,),
+    analyze_after_load=("ANALYZE jobs", "ANALYZE cells"),
     hour_start="floor(created_at / 3600) * 3600",
     load_jobs=bulk.copy_jobs,
+    load_groups=bulk.copy_groups,
     load_cells=bulk.copy_cells,
 )
 
@@ -131,8 +136,11 @@ SQLITE = Dialect(
     lock_jobs_for_recount=(),
     compact_job_counts=monitoring_sql.COMPACT_JOB_COUNTS_SQLITE,
     compact_result_counts=monitoring_sql.COMPACT_RESULT_COUNTS_SQLITE,
+    # SQLite's ANALYZE reads every row (5M: tens of seconds); its views are written not to need it
+    analyze_after_load=(),
     hour_start="CAST(created_at / 3600 AS INTEGER) * 3600.0",
     load_jobs=bulk.executemany_jobs,
+    load_groups=bulk.executemany_groups,
     load_cells=bulk.executemany_cells,
 )
 

@@ -15,12 +15,13 @@ Running the same create again finds the groups present (:func:`present_groups`, 
 walk of the campaign's jobs) and streams the others, in the same order: job ids, which the claim
 follows, keep the campaign's order across the interruption. Creating a campaign again with more
 cells is the same operation (the new cells' groups are the missing ones). Memory is bounded by one
-batch: the jobs of a batch are a generator the caller can replay (:class:`Batch`).
+batch: the groups of a batch are a generator the caller can replay (:class:`Batch`).
 
-On PostgreSQL a batch COPYs its jobs straight into ``jobs`` and counts them as they stream (the
-fast path); if another creator of the same campaign wrote one of them meanwhile (a unique
-violation), the batch is rolled back and written again through the conflict-skipping load, whose
-new rows are counted from the table. SQLite does the same with executemany.
+On PostgreSQL a batch COPYs its new cells and its jobs straight into their tables and counts the
+jobs as they stream (the fast path, :func:`db.bulk.copy_groups`); if another creator stored one of
+those cells or wrote one of those jobs meanwhile (a unique violation), the batch is rolled back and
+written again skipping what exists, the new jobs counted from the table. SQLite does the same with
+executemany.
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from db import bulk
-from db.campaigns import CellRow, JobRow
+from db.campaigns import CellRow
 from db.counts import add_pending, counting_new_jobs
 from db.dialect import dialect_of
 from db.errors import translating
 from db.statements import enqueue as sql
 from db.urls import redact
+
+ANALYZE_ABOVE_JOBS = 100_000
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,12 @@ class Batch:
     """One transaction's worth of a campaign: cells to store, then whole groups of jobs.
 
     ``cells``: rows of cells the jobs use that were not stored when the create looked (stored ones
-    are skipped). ``jobs``: called for the jobs, in claim order, whole groups only (called again if
-    the batch must be written again). ``flops``: FLOPs of every cell the jobs use, as stored."""
+    are skipped). ``groups``: called for the groups -- (cell hash, epochs, the seed of each repeat)
+    -- in claim order (called again if the batch must be written again). ``flops``: FLOPs of every
+    cell the groups use, as stored."""
 
     cells: Sequence[CellRow]
-    jobs: Callable[[], Iterable[JobRow]]
+    groups: Callable[[], Iterable[bulk.Group]]
     flops: Mapping[str, int | None]
 
 
@@ -83,7 +87,8 @@ class CampaignStream:
             except Exception as exc:  # noqa: BLE001 -- only a unique violation is handled
                 if not _unique_violation(exc):
                     raise
-                # Another creator of this campaign wrote some of these jobs: skip those, count ours.
+                # Another creator stored some of these cells, or wrote some of these jobs (this
+                # campaign's): skip those, count ours.
                 added = self._write(batch, tallied=False, on_progress=None)
         self.cells_added += added[0]
         self.jobs_added += added[1]
@@ -96,15 +101,16 @@ class CampaignStream:
         with self.engine.begin() as conn:
             conn.execute(dialect.render(sql.LOCK_CAMPAIGN), {"campaign_id": campaign_id})
             dialect.run(conn, dialect.lock_cells)
-            cells_added = dialect.load_cells(conn, self._still_new(conn, batch.cells)) if batch.cells else 0
-            jobs = batch.jobs()
+            cells = batch.cells if tallied else self._still_new(conn, batch.cells)
+            cells_added = dialect.load_cells(conn, cells) if cells else 0
             if tallied:
-                tally = bulk.JobTally(batch.flops)
-                jobs_added = dialect.load_jobs(conn, campaign_id, self.max_attempts, jobs, fresh=True,
-                                               on_progress=on_progress or _ignore, tally=tally)
+                tally = bulk.GroupTally(batch.flops)
+                jobs_added = dialect.load_groups(conn, campaign_id, self.max_attempts, batch.groups(), tally,
+                                                 on_progress=on_progress or _ignore)
                 add_pending(conn, campaign_id, tally.per_budget)
             else:
                 with counting_new_jobs(conn, campaign_id):
+                    jobs = bulk.jobs_of(batch.groups())
                     jobs_added = dialect.load_jobs(conn, campaign_id, self.max_attempts, jobs, fresh=False,
                                                    on_progress=_ignore)
         return cells_added, jobs_added
@@ -112,17 +118,22 @@ class CampaignStream:
     def _still_new(self, conn: sa.Connection, rows: Sequence[CellRow]) -> Sequence[CellRow]:
         """PostgreSQL's COPY must not meet a stored cell: drop those another creator stored since
         the caller looked (this transaction holds the cells lock). SQLite skips them itself."""
-        if self.dialect.name != "postgresql":
+        if self.dialect.name != "postgresql" or not rows:
             return rows
         stored = {h for (h,) in conn.execute(self.dialect.render(sql.STORED_AMONG_POSTGRESQL),
                                              {"hashes": [row.hash for row in rows]})}
         return [row for row in rows if row.hash not in stored] if stored else rows
 
     def finish(self) -> bool:
-        """The campaign is whole: set ``enqueued_at`` (once); True if this call set it."""
+        """The campaign is whole: set ``enqueued_at`` (once); True if this call set it. After many
+        jobs, PostgreSQL's statistics are refreshed at once (not at autovacuum's next pass): the
+        monitoring views' plans depend on them."""
         with translating(redact(self.engine.url)), self.engine.begin() as conn:
-            return conn.execute(self.dialect.render(sql.SET_ENQUEUED),
-                                {"campaign_id": self.campaign_id, "now": time.time()}).rowcount == 1
+            finished = conn.execute(self.dialect.render(sql.SET_ENQUEUED),
+                                    {"campaign_id": self.campaign_id, "now": time.time()}).rowcount == 1
+            if self.jobs_added >= ANALYZE_ABOVE_JOBS:
+                self.dialect.run(conn, self.dialect.analyze_after_load)
+        return finished
 
 
 def _unique_violation(exc: BaseException) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -70,9 +70,25 @@ def priced_row(cell: CellSpec) -> CellRow:
     return cell_row(cell.hash, cell.matrix, cell.ops, trainable_parameters=int(params), flops=int(flops))
 
 
-def _priced_rows(cells: list[tuple[str, list[list[int]], list[int]]]) -> list[CellRow]:
-    """Rows of a chunk of cells (run in the helper process)."""
-    return [priced_row(CellSpec(*cell)) for cell in cells]
+def _priced_rows(cells: Sequence[tuple[str, list[list[int]], list[int]]]) -> list[CellRow]:
+    """Rows of a chunk of cells (run in the helper process, or in line), as :func:`priced_row`
+    makes them. An enumeration's cells share their matrix and label lists (farm.space), so the
+    stored JSON of each distinct list is made once per chunk (the lists live as long as it)."""
+    matrices: dict[int, tuple[str, int, int]] = {}
+    labelings: dict[int, str] = {}
+    rows = []
+    for cell_hash, matrix, labels in cells:
+        params, flops = cost_from_labels(matrix, labels)
+        shape = matrices.get(id(matrix))
+        if shape is None:
+            stored = cell_row("", matrix, (), trainable_parameters=None, flops=None)
+            shape = matrices[id(matrix)] = (stored.matrix, stored.vertices, stored.edges)
+        ops = labelings.get(id(labels))
+        if ops is None:
+            ops = labelings[id(labels)] = cell_row("", [], CellSpec("", [], labels).ops,
+                                                   trainable_parameters=None, flops=None).ops
+        rows.append(CellRow(cell_hash, shape[0], ops, shape[1], shape[2], int(params), int(flops)))
+    return rows
 
 
 class _NewCellRows:
@@ -105,7 +121,8 @@ class _NewCellRows:
 
     def rows(self) -> Iterator[CellRow]:
         if self._pool is None:
-            yield from (priced_row(cell) for cell in self._cells)
+            for start in range(0, len(self._cells), _CELL_CHUNK):
+                yield from _priced_rows(self._cells[start : start + _CELL_CHUNK])
             return
         starts = range(0, len(self._cells), _CELL_CHUNK)
         pending = collections.deque([self._first])

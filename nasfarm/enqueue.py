@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from db.bulk import Group
 from db.campaigns import CellRow
 from db.enqueue import Batch
 
@@ -77,20 +78,18 @@ class Plan:
         missing = sum(len(marks) - sum(marks) for marks in self._present.values())
         return missing * self.repeats
 
-    def _seeds(self, cell_hash: str) -> list[int]:
-        return [job_seed(self.seed, cell_hash, r) for r in range(self.repeats)]
+    def _seeds(self, cell_hash: str) -> tuple[int, ...]:
+        return tuple(job_seed(self.seed, cell_hash, r) for r in range(self.repeats))
 
-    def cell_major_jobs(self, start: int, stop: int) -> Iterator[tuple[str, int, int, int]]:
-        """(hash, epochs, repeat, seed) of the missing groups of cells[start:stop], in order."""
-        repeats = range(self.repeats)
+    def cell_major_groups(self, start: int, stop: int) -> Iterator[Group]:
+        """(hash, epochs, seeds) of the missing groups of cells[start:stop], in order."""
+        fresh = self._present is None
         for i in range(start, stop):
             cell_hash = self.cells[i].hash
-            seeds = None
+            seeds = self._seeds(cell_hash)  # the same at every budget
             for epochs in self.budgets:
-                if self.missing(i, epochs):
-                    seeds = seeds or self._seeds(cell_hash)
-                    for r in repeats:
-                        yield cell_hash, epochs, r, seeds[r]
+                if fresh or self.missing(i, epochs):
+                    yield cell_hash, epochs, seeds
 
     def cheap_first_groups(self, flops: Mapping[str, int | None]) -> Iterator[tuple[int, int]]:
         """(cell position, epochs) of the missing groups by (cost, position, budget)."""
@@ -104,11 +103,11 @@ class Plan:
         for _cost, i, _b, epochs in heapq.merge(*(budget(b, e) for b, e in enumerate(self.budgets))):
             yield i, epochs
 
-    def group_jobs(self, groups: Sequence[tuple[int, int]]) -> Iterator[tuple[str, int, int, int]]:
+    def groups_at(self, groups: Sequence[tuple[int, int]]) -> Iterator[Group]:
+        """(hash, epochs, seeds) of groups given as (cell position, epochs)."""
         for i, epochs in groups:
             cell_hash = self.cells[i].hash
-            for r, seed in enumerate(self._seeds(cell_hash)):
-                yield cell_hash, epochs, r, seed
+            yield cell_hash, epochs, self._seeds(cell_hash)
 
 
 def batches(
@@ -131,7 +130,7 @@ def batches(
         flops.update((row.hash, row.flops) for row in cells)
         if not cells and not any(plan.missing(i, e) for i in range(start, stop) for e in plan.budgets):
             continue
-        yield Batch(cells, lambda start=start, stop=stop: plan.cell_major_jobs(start, stop),
+        yield Batch(cells, lambda start=start, stop=stop: plan.cell_major_groups(start, stop),
                     {h: flops[h] for h in chunk})
 
 
@@ -159,7 +158,7 @@ def _cheap_first_batches(
 
 def _group_batch(plan: Plan, groups: list[tuple[int, int]], flops: Mapping[str, int | None]) -> Batch:
     used = {plan.cells[i].hash for i, _ in groups}
-    return Batch((), lambda: plan.group_jobs(groups), {h: flops[h] for h in used})
+    return Batch((), lambda: plan.groups_at(groups), {h: flops[h] for h in used})
 
 
 class _peekable:

@@ -93,10 +93,10 @@ def test_batches_are_bounded_and_hold_whole_groups(db_engine, monkeypatch):
     real = CampaignStream.write
 
     def write(self, batch, **kwargs):
-        jobs = list(batch.jobs())
-        sizes.append(len(jobs))
-        keys = [(h, e) for h, e, _, _ in jobs]
-        assert all(keys.count(key) == 2 for key in keys)  # both repeats of each group
+        groups = list(batch.groups())
+        sizes.append(sum(len(seeds) for _, _, seeds in groups))
+        assert all(len(seeds) == 2 for _, _, seeds in groups)  # both repeats of each group
+        assert len({(h, e) for h, e, _ in groups}) == len(groups)
         return real(self, batch, **kwargs)
 
     monkeypatch.setattr(CampaignStream, "write", write)
@@ -123,3 +123,17 @@ def test_a_create_says_where_it_stands_line_by_line_off_a_terminal(db_engine, ca
     assert lines[0] == "campaign c: 4 cells (4 new), 8 jobs to enqueue"
     assert "campaign c: 8 of 8 jobs enqueued" in lines
     assert lines[-1].startswith("campaign c: 8 jobs and 4 cells added in ")
+
+
+def test_cells_another_creator_stored_meanwhile_are_skipped(db_engine, monkeypatch):
+    from db.campaigns import CampaignWriter
+
+    cells = random_cells(5, seed=9)
+    create_campaign(db_engine, "c", cells[:3], epochs=(4,), repeats=1, profile=PROFILE)
+    # This creator looked before the other one committed its cells: it believes none is stored.
+    monkeypatch.setattr(CampaignWriter, "stored_flops", lambda self, hashes: {})
+    made = create_campaign(db_engine, "d", cells, epochs=(4,), repeats=1, profile=PROFILE)
+    assert made["cells_added"] == 2 and made["jobs_added"] == 5
+    with db_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM cells")).scalar_one() == 5
+    _same(db_engine)

@@ -13,6 +13,7 @@ from db.engine import make_engine
 from db.migrate import upgrade
 from db.queue import JobQueue
 from db.results import example_queries, nb101_results
+from db.views import read_view
 from farm.config import SMOKE
 from nasfarm.campaigns import create_campaign
 from tests.fixtures_db import fake_result, random_cells
@@ -172,3 +173,43 @@ def test_the_reaper_reads_only_the_running_jobs_index(pg_url):
         conn.rollback()
     assert JobQueue(engine).reap() == 300  # the running jobs: their leases expired long ago
     engine.dispose()
+
+
+def _jobs_plan(engine, sql: str, params: dict) -> str:
+    explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+    with engine.connect() as conn:
+        return "\n".join(str(r[-1]) for r in conn.execute(sa.text(explain + sql), params))
+
+
+def test_status_reads_never_walk_a_campaigns_jobs(db_engine):
+    """What `nasfarm status` reads for one campaign: the counting views never touch the jobs, and
+    the views of a few jobs start from their partial indexes (running jobs, jobs with an error),
+    never from the campaign's 100,000 jobs (SQLite without statistics, as it runs)."""
+    create_campaign(db_engine, "small", random_cells(2, seed=3), epochs=(4,), repeats=1,
+                    profile=SMOKE.to_dict())
+    postgres = db_engine.dialect.name == "postgresql"
+    numbers = ("SELECT generate_series(1, 100000) AS i" if postgres else
+               "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)"
+               " SELECT i FROM n")
+    with db_engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO campaigns (id, name, profile_name, profile, epochs, repeats, seed, job_order,"
+            " max_attempts, created_at, enqueued_at)"
+            " VALUES (2, 'big', 'smoke', '{}', '[4]', 1, 0, 'as-given', 3, 0, 0)"))
+        conn.execute(sa.text(
+            "INSERT INTO jobs (campaign_id, cell_hash, epochs, repeat, seed, status, lease_node, last_error)"
+            " SELECT 2, 'h' || i, 4, 0, i, CASE WHEN i % 1000 = 0 THEN 'running' ELSE 'pending' END,"
+            " CASE WHEN i % 1000 = 0 THEN 'node' END, CASE WHEN i % 5000 = 0 THEN 'x' END"
+            f" FROM ({numbers}) n"))
+        if postgres:
+            conn.execute(sa.text("ANALYZE"))
+    few = {"active_workers": "ix_jobs_running_lease_expiry", "job_failures": "ix_jobs_with_error"}
+    for view in ("active_workers", "job_failures", "campaign_progress", "campaign_eta", "hourly_throughput"):
+        plan = _jobs_plan(db_engine, f"SELECT * FROM {view} WHERE campaign = :campaign", {"campaign": "big"})
+        if view in few:
+            assert few[view] in plan and "Seq Scan on jobs" not in plan, (view, plan)
+            assert "uq_jobs" not in plan and "sqlite_autoindex_jobs" not in plan, (view, plan)
+        else:
+            assert not [line for line in plan.splitlines() if " jobs" in line or " j " in line], (view, plan)
+    assert len(read_view(db_engine, "active_workers", ["big"])) == 100
+    assert len(read_view(db_engine, "job_failures", ["big"])) == 20
