@@ -20,10 +20,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the registry alone must not pay for it
+    import torch
 
 SPLITS = ("train", "valid", "test", "train_eval")
 IMAGE_SIZE = 32  # the network's stem and the augmentation (32x32 crops of a 40x40 pad) assume it
@@ -35,7 +37,7 @@ CIFAR10_STD = (62.99, 62.09, 66.70)
 NB101_TRAIN = 40_000
 NB101_HOLDOUT = 10_000
 
-Split = tuple[torch.Tensor, torch.Tensor]  # (uint8 [N,32,32,3] HWC images, int64 [N] labels)
+Split = tuple["torch.Tensor", "torch.Tensor"]  # (uint8 [N,32,32,3] HWC images, int64 [N] labels)
 Arrays = tuple[np.ndarray, np.ndarray]  # the same as numpy arrays, as the readers produce them
 
 
@@ -104,6 +106,8 @@ def holdout_splits(train: Arrays, test: Arrays) -> dict[str, Arrays]:
 
 def as_tensors(arrays: dict[str, Arrays]) -> dict[str, Split]:
     """numpy splits -> contiguous torch tensors (uint8 images, int64 labels)."""
+    import torch
+
     return {
         name: (torch.from_numpy(np.ascontiguousarray(images)),
                torch.from_numpy(np.ascontiguousarray(labels.astype(np.int64, copy=False))))
