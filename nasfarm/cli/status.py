@@ -124,7 +124,10 @@ def _details(engine, rows: list[dict]) -> dict[str, dict[str, Any]]:
         details[name]["data"] = data_line(campaign)  # says "synthetic data" when so
         details[name]["source"] = campaign.get("source", "trained")
         details[name]["enqueued"] = campaign.get("enqueued_at") is not None
-    for name, lines in budget_lines(engine, names).items():  # adaptive campaigns: their budgets
+        details[name]["is_adaptive"] = campaign.get("promote") is not None
+    # adaptive campaigns: their budgets (campaign_budgets reads jobs: only for those campaigns)
+    adaptive = [name for name in names if details[name].pop("is_adaptive")]
+    for name, lines in (budget_lines(engine, adaptive) if adaptive else {}).items():
         details[name]["adaptive"] = lines
     return details
 
