@@ -153,9 +153,45 @@ def test_search_command_writes_traces_and_plot(bench, tmp_path) -> None:
     with open(out / "summary.csv") as handle:
         assert {r["algorithm"] for r in csv.DictReader(handle)} == set(ALGORITHMS)
     comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["table"]["cells"] == 423_624 and comparison["table"]["mode"] == "complete"
+    comparison = comparison["comparisons"]
     assert {c["algorithm"] for c in comparison} == set(ALGORITHMS) - {"rs"}
     assert "Mann-Whitney U" in result.output and all(0 <= c["p_lower"] <= 1 for c in comparison)
+    assert "423,624 of 423,624 cells" in result.output
 
     bad = CliRunner().invoke(main, ["search", "--algorithms", "rs,nope", "--source", "synthetic",
                                     "--out", str(out)])
     assert bad.exit_code == 2 and "nope" in bad.output
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_a_dense_partial_table_is_searched_inside_with_the_reference_draws(bench, name) -> None:
+    """60% of the cells, some with 2 of their 3 repeats: every query is a cell of that table, no
+    draw needs the uniform fallback (dense tables redraw the reference's draws), and queries of
+    cells with fewer repeats return one of the repeats they have."""
+    from farm.api import BenchmarkTable
+    from farm.search.coverage import coverage_of
+
+    full = bench.table
+    rng = np.random.default_rng(8)
+    rows = np.sort(rng.choice(len(full), int(0.6 * len(full)), replace=False))
+    metrics = {e: full.metrics[e][rows].copy() for e in full.metrics}
+    fewer = rng.random(len(rows)) < 0.2
+    for m in metrics.values():
+        m[fewer, 2] = np.nan
+    table = BenchmarkTable([full.hashes[i] for i in rows], [full.raw_adjacency[i] for i in rows],
+                           [full.raw_operations[i] for i in rows], full.trainable_parameters[rows], metrics)
+    partial = NASBench(table, seed=0, name="60%")
+    coverage = coverage_of(partial, 108)
+    assert coverage.mode == "dense" and coverage.cells == len(rows)
+    assert coverage.cells_with_fewer_repeats == int(fewer.sum())
+    recorder = Recording(make_algorithm(name))
+    result = run_search(recorder, partial, budget=4e5, seed=6)
+    hashes = [partial.hash_of(spec) for spec in recorder.specs]
+    assert result.queries == len(hashes) > 0 and set(hashes) <= set(table.hashes)
+    assert result.fallbacks == 0
+    two = {table.hashes[i] for i in np.flatnonzero(fewer)}
+    assert any(h in two for h in hashes)
+    for h, (epochs, time) in zip(hashes, recorder.log, strict=True):
+        finals = table.metrics[epochs][table.index[h], :, 4]  # final_training_time of each repeat
+        assert any(time == pytest.approx(f) for f in finals[np.isfinite(finals)])  # a repeat it has

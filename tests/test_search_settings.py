@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import types
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from farm.search.encoding import (
     mutate_one_parameter,
     mutate_spec,
     random_spec,
+    random_vector,
     reference_valid,
     spec_from_vector,
 )
@@ -215,9 +217,13 @@ def test_bohb_runs_the_brackets_in_order() -> None:
                 raise Stop
             return float(random.Random(len(calls)).random())
 
-    class Env:
+    class Env:  # a table with every cell: random proposals are the reference's draws
         budgets = [4, 12, 36, 108]
         np_rng = np.random.default_rng(5)
+        space = types.SimpleNamespace(complete=True)
+
+        def random_vector(self):
+            return random_vector(self.np_rng)
 
     with pytest.raises(Stop):
         Counting().run(Env())

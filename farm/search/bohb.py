@@ -28,6 +28,9 @@ rule below names the HpBandSter / statsmodels line it reproduces.
   ``max(1e-32, g) / max(l, 1e-32)`` wins, except that the first candidate whose ratio is not
   finite while l is finite is taken at once.
 - Invalid encodings: the experiment scripts' rule (encoding.objective): loss 1, no cost.
+- A table that covers only some cells (farm.search.coverage): random proposals come from the table,
+  and the proposal is the best-ranked of the 64 candidates that the table covers (or that are
+  invalid, as above); when none is, a random one from the table.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from farm.search.encoding import CARDINALITIES, DIMENSIONS, objective, random_vector
+from farm.search.encoding import CARDINALITIES, DIMENSIONS, objective
 from farm.search.harness import SearchEnv
 from farm.search.settings import (
     BOHB_BANDWIDTH_FACTOR,
@@ -74,8 +77,10 @@ class CategoricalKDE:
         bandwidth = 1.06 * data.std(axis=0) * n ** (-1.0 / (4 + d))
         self.bandwidth = np.clip(bandwidth, min_bandwidth, None)
         self.data = data
-        self.levels = np.array([len(np.unique(column)) for column in data.T])
         self._hot = _one_hot_all(data)
+        # Distinct values present per parameter (np.unique per column, from the one-hot columns:
+        # the same integers without 26 sorts per fit; BOHB refits after every result).
+        self.levels = np.add.reduceat(self._hot.any(axis=0).astype(np.int64), _OFFSETS)
 
     def pdf(self, candidates: np.ndarray) -> np.ndarray:
         single = self.levels == 1  # h / (L - 1) = h / 0: statsmodels' kernel is infinite there
@@ -97,6 +102,8 @@ class _Budget:
     def __init__(self) -> None:
         self.vectors: list[np.ndarray] = []
         self.losses: list[float] = []
+        self._rows = np.zeros((0, DIMENSIONS), dtype=np.int64)  # self.vectors as one array, grown
+        self._filled = 0
         self._fitted_at = -1
         self._model: tuple[CategoricalKDE, CategoricalKDE] | None = None
 
@@ -116,11 +123,24 @@ class _Budget:
         if self._fitted_at != len(self.losses):
             halves = self.split(top_n_percent, min_points)
             if halves is not None:
-                data = np.array(self.vectors)
+                data = self._data()
                 self._model = (CategoricalKDE(data[halves[0]], min_bandwidth),
                                CategoricalKDE(data[halves[1]], min_bandwidth))
             self._fitted_at = len(self.losses)
         return self._model
+
+    def _data(self) -> np.ndarray:
+        """np.array(self.vectors), kept in a buffer that doubles (a copy per refit made long runs
+        quadratic in their results)."""
+        have, n = self._filled, len(self.vectors)
+        if n > len(self._rows):
+            grown = np.zeros((max(n, 2 * len(self._rows)), DIMENSIONS), dtype=np.int64)
+            grown[:have] = self._rows[:have]
+            self._rows = grown
+        if n > have:
+            self._rows[have:n] = np.array(self.vectors[have:n])
+            self._filled = n
+        return self._rows[:n]
 
 
 @dataclass
@@ -174,18 +194,33 @@ class BOHB:
             if model is not None:
                 break
         if model is None or rng.random() < self.random_fraction:
-            return random_vector(rng)
+            return env.random_vector()
         good, bad = model
         centres = good.data[rng.integers(0, len(good.data), self.num_samples)]
         keep = rng.random(centres.shape) < 1.0 - good.bandwidth
         candidates = np.where(keep, centres, rng.integers(0, CARDINALITIES, centres.shape))
         l_values, g_values = good.pdf(candidates), bad.pdf(candidates)
-        best, chosen = math.inf, None
         with np.errstate(invalid="ignore", divide="ignore"):
             ratios = np.maximum(g_values, 1e-32) / np.maximum(l_values, 1e-32)
+        if not env.space.complete:
+            return self._first_in_table(env, candidates, ratios, l_values)
+        best, chosen = math.inf, None
         for i, ratio in enumerate(ratios):
             if not np.isfinite(ratio) and np.isfinite(l_values[i]):
                 return candidates[i]
             if ratio < best:
                 best, chosen = ratio, candidates[i]
-        return chosen if chosen is not None else random_vector(rng)
+        return chosen if chosen is not None else env.random_vector()
+
+    @staticmethod
+    def _first_in_table(env: SearchEnv, candidates: np.ndarray, ratios: np.ndarray, l_values: np.ndarray):
+        """A partial table: the candidate the loop above would pick among those the table can answer
+        (invalid ones stay allowed, as in the reference). Its order: candidates whose ratio is not
+        finite while l is, by index; then the rest by (ratio, index), NaN ratios never."""
+        special = [i for i in range(len(ratios)) if not np.isfinite(ratios[i]) and np.isfinite(l_values[i])]
+        rest = sorted((float(ratios[i]), i) for i in range(len(ratios))
+                      if i not in special and not np.isnan(ratios[i]))
+        for i in special + [i for _, i in rest]:
+            if env.accepts(candidates[i]):
+                return candidates[i]
+        return env.random_vector()

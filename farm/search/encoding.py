@@ -61,6 +61,11 @@ def objective(env, vector: np.ndarray, epochs: int | None = None) -> float:
     (one sampled repeat, its training time charged)."""
     if not reference_valid(vector, env.is_valid):
         return INVALID_ERROR.value
+    space = getattr(env, "space", None)
+    if space is not None and not space.accepts_vector(vector):
+        # A valid cell the (partial) table lacks: never queried; treated as the scripts treat an
+        # invalid one, which makes REINFORCE's "sample until the reward exceeds 0.001" redraw it.
+        return INVALID_ERROR.value
     return 1.0 - env.query(spec_from_vector(vector), epochs=epochs)["validation_accuracy"]
 
 

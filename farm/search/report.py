@@ -1,10 +1,11 @@
 """Traces to CSV, and the paper-style plot: mean test regret vs simulated time, log-log, with
-95% confidence bands of the mean (mean +- 1.96 standard errors over runs)."""
+95% confidence bands of the mean (mean +- 1.96 standard errors over runs), explained in the legend."""
 
 from __future__ import annotations
 
 import csv
 import os
+import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,25 +73,58 @@ def write_summary(summary: dict[str, dict[str, np.ndarray]], grid: np.ndarray, p
                                  f"{s['low'][i]:.8f}", f"{s['high'][i]:.8f}"])
 
 
-def plot(summary: dict[str, dict[str, np.ndarray]], grid: np.ndarray, path, *, title: str) -> None:
+# Distinct styles so that a line lying on another stays visible (drawn thinner, on top).
+LINE_STYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)))
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def plot(summary: dict[str, dict[str, np.ndarray]], grid: np.ndarray, path, *, title: str,
+         subtitle: str | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for name, s in summary.items():
-        mean = np.maximum(s["mean"], REGRET_FLOOR)
-        (line,) = ax.plot(grid, mean, label=f"{name} ({int(np.nanmax(s['runs']))} runs)")
-        ax.fill_between(grid, np.maximum(s["low"], REGRET_FLOOR), np.maximum(s["high"], REGRET_FLOOR),
-                        color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("simulated training time spent (s)")
-    ax.set_ylabel("test regret of the validation-selected cell")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=120)
+    draw_regret(ax, summary, grid, title=title, subtitle=subtitle)
     fig.tight_layout()
     fig.savefig(Path(path))
     plt.close(fig)
+
+
+def draw_regret(ax, summary: dict[str, dict[str, np.ndarray]], grid: np.ndarray, *, title: str,
+                subtitle: str | None = None) -> None:
+    """Mean regret per algorithm against simulated time (log-log), each with its shaded 95%
+    confidence band of the mean (``summarise``); the legend says what the band is."""
+    from matplotlib.patches import Patch
+
+    from farm.figures import readable_log_axis
+
+    handles = []
+    for index, (name, s) in enumerate(summary.items()):
+        mean = np.maximum(s["mean"], REGRET_FLOOR)
+        style = LINE_STYLES[index % len(LINE_STYLES)]
+        (line,) = ax.plot(grid, mean, linestyle=style, linewidth=2.2 - 0.25 * (index % 4), alpha=0.9,
+                          marker=MARKERS[index % len(MARKERS)], markevery=(index * 7 % 25, 25), markersize=5,
+                          zorder=10 + index, label=f"{name} ({int(np.nanmax(s['runs']))} runs)")
+        ax.fill_between(grid, np.maximum(s["low"], REGRET_FLOOR), np.maximum(s["high"], REGRET_FLOOR),
+                        color=line.get_color(), alpha=0.15, linewidth=0, zorder=1)
+        handles.append(line)
+    handles.append(Patch(facecolor="0.6", alpha=0.35,
+                         label="shaded: 95% confidence interval\nof the mean (mean ± 1.96 SE over runs)"))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    readable_log_axis(ax.xaxis, ax.get_xlim())  # the limits: bands included, not just the means
+    readable_log_axis(ax.yaxis, ax.get_ylim(), formatter=_regret_formatter())
+    ax.set_xlabel("simulated training time spent (s)")
+    ax.set_ylabel(f"test regret of the validation-selected cell\n(regret 0 drawn at {REGRET_FLOOR:g})")
+    ax.set_title(title if subtitle is None else f"{title}\n{textwrap.fill(subtitle, 100)}", fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(handles=handles, fontsize=8, loc="best")
+
+
+def _regret_formatter():
+    """Regrets read as plain decimals (0.002, 0.01), not 2m / 10m as an engineering formatter would."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _: f"{value:.3g}")

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from farm.api import NASBench
 from farm.procpool import pool_that_closes
 from farm.search import make_algorithm
+from farm.search.coverage import search_space
 from farm.search.harness import RunResult, run_search
 
 _SHARED: dict[str, object] = {}
@@ -56,6 +57,7 @@ def run_many(
     if "fork" not in multiprocessing.get_all_start_methods():
         workers = 1  # workers must inherit the loaded table; without fork, run here
     bench.table.mean(epochs, "final_test_accuracy")  # computed once, before forking
+    search_space(bench, epochs)  # the covered cells too (and a sparse table's encodings)
     _SHARED.update(bench=bench, budget=float(budget), epochs=epochs)
     show = sys.stderr.isatty() if progress is None else progress
     bar = None

@@ -13,6 +13,9 @@
   decision, sampled until the reward (validation accuracy) exceeds 0.001, a bias-corrected
   exponential moving-average baseline updated with the reward before the advantage is taken,
   and plain gradient ascent on the logits.
+- On a table that covers only some cells, every draw goes through the run's ``SearchEnv``, which
+  restricts it to the table (:mod:`farm.search.coverage`); REINFORCE on a sparse table samples the
+  table's cells in proportion to the policy's probability of their encodings.
 
 Every default comes from :mod:`farm.search.settings`, which names its source.
 """
@@ -24,15 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from farm.search.encoding import (
-    CARDINALITIES,
-    DIMENSIONS,
-    mutate_one_parameter,
-    mutate_spec,
-    objective,
-    random_spec,
-    random_vector,
-)
+from farm.search.encoding import CARDINALITIES, DIMENSIONS, objective
 from farm.search.harness import SearchEnv
 from farm.search.settings import (
     RE_NOTEBOOK_MUTATION_RATE,
@@ -56,7 +51,7 @@ class RandomSearch:
 
     def run(self, env: SearchEnv) -> None:
         while True:
-            env.query(random_spec(env.rng, env.is_valid))
+            env.query(env.random_spec())
 
 
 @dataclass
@@ -68,7 +63,7 @@ class RandomSearchScript:
     def run(self, env: SearchEnv) -> None:
         for _ in iter(int, 1):  # forever; each invalid draw is free, the harness ends the run
             for _attempt in range(_MAX_INVALID_IN_A_ROW):
-                if objective(env, random_vector(env.np_rng)) < 1.0:
+                if objective(env, env.random_vector()) < 1.0:
                     break
             else:
                 raise RuntimeError(f"rs_script drew {_MAX_INVALID_IN_A_ROW} invalid cells in a row")
@@ -86,7 +81,7 @@ class RegularizedEvolution:
     def run(self, env: SearchEnv) -> None:
         population: collections.deque = collections.deque()
         for _ in range(self.population_size):
-            spec = random_spec(env.rng, env.is_valid)
+            spec = env.random_spec()
             population.append((env.query(spec)["validation_accuracy"], spec))
         while True:
             # The notebook's random_combination: indices without replacement, kept in population
@@ -94,7 +89,7 @@ class RegularizedEvolution:
             indices = sorted(env.rng.sample(range(len(population)), self.tournament_size))
             sample = [population[i] for i in indices]
             parent = sorted(sample, key=lambda member: member[0])[-1][1]
-            child = mutate_spec(parent, env.rng, env.is_valid, self.mutation_rate)
+            child = env.mutate_spec(parent, self.mutation_rate)
             population.append((env.query(child)["validation_accuracy"], child))
             population.popleft()
 
@@ -108,16 +103,15 @@ class RegularizedEvolutionScript:
     sample_size: int = RE_SCRIPT_SAMPLE.value
 
     def run(self, env: SearchEnv) -> None:
-        rng = env.np_rng
         population: collections.deque = collections.deque()
         invalid_in_a_row = 0
         while len(population) < self.population_size:
-            vector = random_vector(rng)
+            vector = env.random_vector()
             population.append((-objective(env, vector), vector))  # fitness = -error, as the script
         while True:
             sample = [population[env.rng.randrange(len(population))] for _ in range(self.sample_size)]
             parent = max(sample, key=lambda member: member[0])[1]
-            child = mutate_one_parameter(parent, rng)
+            child = env.mutate_one_parameter(parent)
             fitness = -objective(env, child)
             invalid_in_a_row = invalid_in_a_row + 1 if fitness <= -1.0 else 0
             if invalid_in_a_row > _MAX_INVALID_IN_A_ROW:
@@ -147,9 +141,15 @@ class Reinforce:
             probs = np.exp(shifted - shifted.max(axis=1, keepdims=True))
             probs /= probs.sum(axis=1, keepdims=True)
             cumulative = probs.cumsum(axis=1)
+            if env.space.sparse:  # a sparse table: the policy restricted to its cells (coverage.py)
+                with np.errstate(divide="ignore"):
+                    log_probs = np.log(probs)
             for _attempt in range(_MAX_INVALID_IN_A_ROW):
-                # Inverse-CDF sampling of every decision at once.
-                choice = np.minimum((cumulative < rng.random((DIMENSIONS, 1))).sum(axis=1), CARDINALITIES - 1)
+                if env.space.sparse:
+                    choice = env.space.policy_sample(log_probs, rng)
+                else:  # inverse-CDF sampling of every decision at once
+                    choice = np.minimum((cumulative < rng.random((DIMENSIONS, 1))).sum(axis=1),
+                                        CARDINALITIES - 1)
                 reward = 1.0 - objective(env, choice)
                 if reward > self.min_reward:
                     break

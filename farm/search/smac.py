@@ -22,6 +22,12 @@ SMAC3 v0.10.0 file it follows; the settings come from :mod:`farm.search.settings
   tree predictions (compute_law_of_total_variance False). Difference: pyrfr splits the 3-valued op
   parameters as categories, here they are one-hot columns (21 edge bits + 15 op columns).
 - Invalid encodings: the experiment scripts' rule (encoding.objective): cost 1, no training time.
+- A table that covers only some cells (farm.search.coverage): random configurations (the initial
+  one, the interleaved ones, the 4,990 EI candidates on a sparse table) come from the table; a
+  challenger from the EI ranking that the table does not cover is skipped. The local search is
+  not restricted (it only maximises EI); its results are skipped the same way. On a small table
+  every configuration may end up run on all of the incumbent's runs, leaving nothing to pay for:
+  after 10,000 such challengers in a row the run ends before its budget (runs.csv shows the time).
 - One stated shortcut (the only one): the forest is refitted and EI re-maximised when the runs
   have grown by 10% (at least 1), not after every run; in between, challengers are taken in order
   from the last EI ranking. A faithful refit per iteration costs ~0.1 s, ~5,000 times per 5e6 s
@@ -34,8 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from farm.search.encoding import CARDINALITIES, neighbours, objective, one_hot, random_vector
-from farm.search.harness import SearchEnv
+from farm.search.encoding import neighbours, objective, one_hot
+from farm.search.harness import BudgetExhausted, SearchEnv
 from farm.search.settings import (
     SMAC_ACQ_CHALLENGERS,
     SMAC_INITIAL_DESIGN,
@@ -51,6 +57,8 @@ from farm.search.settings import (
 )
 
 _VAR_FLOOR = 1e-10  # rf_with_instances.py: var_threshold (VERY_SMALL_NUMBER)
+# Partial tables only: this many challengers in a row with nothing left to run ends the run early.
+_IDLE_CHALLENGERS = 10_000
 
 
 def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
@@ -109,29 +117,37 @@ class SMAC:
     def run(self, env: SearchEnv) -> None:
         rng = env.np_rng
         history = RunHistory()
-        incumbent = random_vector(rng)
+        incumbent = env.random_vector()
         for _ in range(self.initial_design):
             self._run(env, history, incumbent, history.new_seed())
         ranked: list[np.ndarray] = []
         fitted_at = 0
         while True:
             if not ranked or len(history.costs) >= fitted_at + max(1, int(self.refit_growth * fitted_at)):
-                ranked = self._maximise_ei(history, rng)[::-1]  # reversed: pop() takes the best
+                ranked = self._maximise_ei(env, history, rng)[::-1]  # reversed: pop() takes the best
                 fitted_at = len(history.costs)
             incumbent = self._intensify(env, history, incumbent, ranked, rng)
 
     def _run(self, env: SearchEnv, history: RunHistory, vector: np.ndarray, seed: int) -> None:
         history.add(vector, seed, objective(env, vector))
 
-    def _next_challenger(self, ranked: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-        """ChallengerList.__next__ with ChooserProb: random with probability 0.33, else the next by EI."""
+    def _next_challenger(self, env: SearchEnv, ranked: list[np.ndarray],
+                         rng: np.random.Generator) -> np.ndarray:
+        """ChallengerList.__next__ with ChooserProb: random with probability 0.33, else the next by EI
+        (on a partial table, the next by EI that the table covers)."""
         if rng.random() < self.random_probability or not ranked:
-            return random_vector(rng)
-        return ranked.pop()
+            return env.random_vector()
+        challenger = ranked.pop()
+        while not env.space.complete and not env.accepts(challenger):
+            if not ranked:
+                return env.random_vector()
+            challenger = ranked.pop()
+        return challenger
 
     def _intensify(self, env, history: RunHistory, incumbent: np.ndarray, ranked, rng) -> np.ndarray:
+        idle = 0
         while True:
-            challenger = self._next_challenger(ranked, rng)
+            challenger = self._next_challenger(env, ranked, rng)
             if np.array_equal(challenger, incumbent):
                 continue
             if len(history.seeds(incumbent)) < self.max_runs_per_config:  # _add_inc_run
@@ -139,6 +155,11 @@ class SMAC:
             incumbent, challenger_ran = self._race(env, history, challenger, incumbent, rng)
             if challenger_ran:  # min_chall 1 and no time left: one challenger per iteration
                 return incumbent
+            idle += 1
+            if idle >= _IDLE_CHALLENGERS and not env.space.complete:
+                # A small table: every configuration offered has already run on all of the
+                # incumbent's (4) runs, so nothing is left to pay for; SMAC would spin forever.
+                raise BudgetExhausted
 
     def _race(self, env, history: RunHistory, challenger, incumbent, rng) -> tuple[np.ndarray, bool]:
         """_race_challenger: aggressive racing on the incumbent's runs (minR 1)."""
@@ -161,7 +182,7 @@ class SMAC:
                 return (incumbent if chall_cost >= inc_cost else challenger), ran
             batch *= 2
 
-    def _maximise_ei(self, history: RunHistory, rng: np.random.Generator) -> list[np.ndarray]:
+    def _maximise_ei(self, env: SearchEnv, history: RunHistory, rng: np.random.Generator) -> list[np.ndarray]:
         """The EI ranking of 10 local-search results and 4,990 random configurations, best first."""
         from sklearn.ensemble import RandomForestRegressor
 
@@ -192,7 +213,7 @@ class SMAC:
         starts = evaluated[self._sort_by(acquisition(evaluated), rng)[: self.local_searches]]
         local_values, local_points = self._local_search(starts, acquisition, rng)
         count = self.acq_challengers - len(starts)
-        randoms = rng.integers(0, CARDINALITIES, size=(count, len(CARDINALITIES)))
+        randoms = env.random_vectors(count)
         random_values = acquisition(randoms)
         order = self._sort_by(random_values, rng)
         # random (sorted, random tie-break) + local, then a stable sort by EI, as maximize() does
