@@ -75,7 +75,8 @@ def test_report_writes_nontrivial_pngs_and_html(db_engine, db_url, tmp_path):
     pngs = sorted(out.glob("*.png"))
     assert {p.name for p in pngs} == {
         "progress.png", "throughput.png", "accuracy_vs_parameters.png",
-        "training_time_vs_parameters.png", "accuracy_by_budget.png",
+        "training_time_vs_parameters.png", "accuracy_by_budget.png", "best_cells.png",
+        "budget_rank_correlation.png",  # cells done at 4 and 12 epochs
     }
     for png in pngs:
         pixels = matplotlib.image.imread(png)

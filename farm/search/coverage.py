@@ -57,6 +57,11 @@ _MEMO_LIMIT = 500_000
 _ROWS, _COLS = np.triu_indices(NUM_VERTICES, 1)
 
 
+def share_text(fraction: float) -> str:
+    """A share of the space as a percentage that stays informative for tiny tables: '0.24%', '0.0038%'."""
+    return f"{fraction:.2%}" if fraction >= 0.001 or fraction == 0 else f"{fraction * 100:.2g}%"
+
+
 @dataclass(frozen=True)
 class Coverage:
     """What a table covers at one budget: printed by ``nasfarm search`` and written with its results."""
@@ -85,8 +90,9 @@ class Coverage:
         return "dense" if self.fraction >= DENSE_COVERAGE else "sparse"
 
     def line(self) -> str:
-        text = (f"table {self.source}: {self.cells:,} of {self.space_cells:,} cells ({self.fraction:.2%}) "
-                f"at {self.epochs} epochs; budgets present {', '.join(map(str, self.table_budgets))}; "
+        text = (f"table {self.source}: {self.cells:,} of {self.space_cells:,} cells "
+                f"({share_text(self.fraction)}) at {self.epochs} epochs; "
+                f"budgets present {', '.join(map(str, self.table_budgets))}; "
                 f"up to {self.repeats} repeat(s)")
         if self.cells_with_fewer_repeats:
             text += f", {self.cells_with_fewer_repeats:,} cell(s) with fewer (mean over those present)"

@@ -16,6 +16,7 @@ SPACE_COMMANDS = {
     "enumerate": ("nasfarm.cli.space:enumerate_cmd", "Enumerate every unique cell as JSON lines."),
     "hash": ("nasfarm.cli.space:hash_cmd", "Print the NAS-Bench-101 hash of a cell."),
     "describe": ("nasfarm.cli.describe:describe_cmd", "Parameters and FLOPs of cells, as JSON lines."),
+    "show": ("nasfarm.cli.show:show_cmd", "Draw a cell (PNG or SVG) as NAS-Bench-101's paper does."),
 }
 
 ROOT_COMMANDS = {

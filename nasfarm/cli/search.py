@@ -135,10 +135,13 @@ def search_cmd(algorithms, runs, budget, source, db_url, epochs, workers, seed, 
 
 def _coverage_caption(coverage) -> str:
     """One line under the regret plot's title: what part of the space the table covers."""
+    from farm.search.coverage import share_text
+
     if coverage.complete:
         return f"table covers all {coverage.space_cells:,} cells; regret vs its best cell"
-    return (f"table covers {coverage.cells:,} of {coverage.space_cells:,} cells ({coverage.fraction:.2%}), "
-            f"budgets {', '.join(map(str, coverage.table_budgets))}; searched those cells only, regret vs "
+    return (f"table covers {coverage.cells:,} of {coverage.space_cells:,} cells "
+            f"({share_text(coverage.fraction)}), budgets {', '.join(map(str, coverage.table_budgets))}; "
+            "searched those cells only, regret vs "
             "the best cell in the table")
 
 
