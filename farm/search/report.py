@@ -118,7 +118,7 @@ def draw_regret(ax, summary: dict[str, dict[str, np.ndarray]], grid: np.ndarray,
     readable_log_axis(ax.yaxis, ax.get_ylim(), formatter=_regret_formatter())
     ax.set_xlabel("simulated training time spent (s)")
     ax.set_ylabel(f"test regret of the validation-selected cell\n(regret 0 drawn at {REGRET_FLOOR:g})")
-    ax.set_title(title if subtitle is None else f"{title}\n{textwrap.fill(subtitle, 100)}", fontsize=10)
+    ax.set_title(title if subtitle is None else f"{title}\n{textwrap.fill(subtitle, 90)}", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(handles=handles, fontsize=8, loc="best")
 
