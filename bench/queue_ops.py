@@ -123,10 +123,9 @@ def bench(url: str, label: str, args, cells) -> None:
 
     def report(what: str, made: dict) -> None:
         sec = made["seconds"]
-        commit = sec["total"] - sec["prepare"] - sec["jobs"] - sec["cells"]
         print(f"{what}: {made['jobs_added']:,} jobs, {made['cells_added']:,} new cells in "
-              f"{sec['total']:.1f} s (prepare {sec['prepare']:.1f} s, jobs {sec['jobs']:.1f} s, "
-              f"cells {sec['cells']:.1f} s, commit {commit:.1f} s)  [{load()}]", flush=True)
+              f"{sec['total']:.1f} s (prepare {sec['prepare']:.1f} s, cells and jobs in committed "
+              f"batches {sec['enqueue']:.1f} s)  [{load()}]", flush=True)
 
     if args.full and (label == "postgresql" or args.full_sqlite):
         # The real thing first, on the fresh database: `nasfarm campaign create full --cells all`.

@@ -41,7 +41,9 @@ from db.errors import translating
 from db.statements import enqueue as sql
 from db.urls import redact
 
-ANALYZE_ABOVE_JOBS = 100_000
+# A load this large changes the table's shape: PostgreSQL's statistics are refreshed at once (a
+# smaller one waits for autovacuum: ANALYZE costs ~0.5 s, a fifth of a 120,000-job create).
+ANALYZE_ABOVE_JOBS = 1_000_000
 
 
 @dataclass(frozen=True)
