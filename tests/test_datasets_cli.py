@@ -122,7 +122,8 @@ def test_space_describe_follows_the_data_sets_head_not_its_hash():
 
 
 def _campaign(env: dict[str, str], name: str, dataset: str, data: Path | None) -> None:
-    args = ["campaign", "create", "--campaign", name, "--cells", "sample:2", "--epochs", "4", "--repeats", "1",
+    args = ["campaign", "create", "--campaign", name, "--cells", "sample:2", "--epochs", "4",
+            "--repeats", "1",
             "--profile", "smoke", "--dataset", dataset]
     created = run(env, *args, *(["--data-dir", str(data)] if data else []))
     assert created.returncode == 0, created.stderr

@@ -115,7 +115,8 @@ def test_bad_arguments_are_refused():
 def test_cli_creates_campaigns_from_a_sample_and_a_file(sqlite_url, tmp_path):
     runner = CliRunner()
     assert runner.invoke(main, ["db", "init", "--db", sqlite_url]).exit_code == 0
-    result = runner.invoke(main, ["campaign", "create", "--campaign", "s", "--cells", "sample:7", "--profile", "smoke",
+    result = runner.invoke(main, ["campaign", "create", "--campaign", "s", "--cells", "sample:7",
+                                  "--profile", "smoke",
                                   "--epochs", "4,108", "--repeats", "2", "--db", sqlite_url])
     assert result.exit_code == 0, result.output
     assert "28 jobs added" in result.output
@@ -125,20 +126,24 @@ def test_cli_creates_campaigns_from_a_sample_and_a_file(sqlite_url, tmp_path):
              json.dumps({"matrix": cells[2].matrix.tolist(), "labels": cells[2].labels})]
     path = tmp_path / "cells.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    result = runner.invoke(main, ["campaign", "create", "--campaign", "f", "--cells", str(path), "--order", "as-given",
+    result = runner.invoke(main, ["campaign", "create", "--campaign", "f", "--cells", str(path),
+                                  "--order", "as-given",
                                   "--repeats", "1", "--db", sqlite_url])
     assert result.exit_code == 0, result.output
     assert "12 jobs added" in result.output
-    again = runner.invoke(main, ["campaign", "create", "--campaign", "f", "--cells", str(path), "--order", "as-given",
+    again = runner.invoke(main, ["campaign", "create", "--campaign", "f", "--cells", str(path),
+                                 "--order", "as-given",
                                  "--repeats", "1", "--db", sqlite_url])
     assert "exists: 0 jobs added" in again.output
     status = runner.invoke(main, ["status", "--json", "--db", sqlite_url])
     rows = [json.loads(line) for line in status.output.splitlines()]
     assert [(r["campaign"], r["total"], r["pending"]) for r in rows] == [("s", 28, 28), ("f", 12, 12)]
-    shown = json.loads(runner.invoke(main, ["campaign", "show", "--campaign", "f", "--db", sqlite_url]).output)
+    shown = json.loads(
+        runner.invoke(main, ["campaign", "show", "--campaign", "f", "--db", sqlite_url]).output)
     assert shown["counts"]["pending"] == 12 and shown["profile"]["name"] == "nb101"
     # cancel then retry through the CLI
-    assert "12 jobs cancelled" in runner.invoke(main, ["cancel", "--campaign", "f", "--db", sqlite_url]).output
+    cancelled = runner.invoke(main, ["cancel", "--campaign", "f", "--db", sqlite_url]).output
+    assert "12 jobs cancelled" in cancelled
     assert "12 jobs of 'f' back" in runner.invoke(
         main, ["retry", "--campaign", "f", "--include-cancelled", "--db", sqlite_url]).output
     table = runner.invoke(main, ["status", "--campaign", "f", "--db", sqlite_url]).output
@@ -163,10 +168,12 @@ def test_cli_rejects_bad_cells(sqlite_url, tmp_path, monkeypatch, cells_arg, con
         (tmp_path / cells_arg).write_text(content)
     runner = CliRunner()
     runner.invoke(main, ["db", "init", "--db", sqlite_url])
-    result = runner.invoke(main, ["campaign", "create", "--campaign", "c", "--cells", cells_arg, "--db", sqlite_url])
+    result = runner.invoke(main, ["campaign", "create", "--campaign", "c", "--cells", cells_arg,
+                                  "--db", sqlite_url])
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output
-    bad_epochs = runner.invoke(main, ["campaign", "create", "--campaign", "c", "--cells", "sample:1", "--epochs", "4,x",
+    bad_epochs = runner.invoke(main, ["campaign", "create", "--campaign", "c", "--cells", "sample:1",
+                                      "--epochs", "4,x",
                                       "--db", sqlite_url])
     assert bad_epochs.exit_code == 2 and "--epochs" in bad_epochs.output
 

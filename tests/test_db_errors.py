@@ -102,7 +102,8 @@ def test_unknown_campaign_everywhere(db_engine, db_url):
     with pytest.raises(UnknownCampaign):
         queue.counts(["ghost"])
     runner = CliRunner()
-    for args in (["status", "--campaign", "ghost"], ["retry", "--campaign", "ghost"], ["cancel", "--campaign", "ghost"],
+    for args in (["status", "--campaign", "ghost"], ["retry", "--campaign", "ghost"],
+                 ["cancel", "--campaign", "ghost"],
                  ["campaign", "show", "--campaign", "ghost"]):
         result = runner.invoke(main, [*args, "--db", db_url])
         assert result.exit_code == 2 and "unknown campaign 'ghost'" in result.output, args
