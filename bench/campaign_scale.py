@@ -17,7 +17,8 @@ For each database, on a scratch database of its own:
 5. **again**: the same create run again (nothing to add: the resume path's cost).
 
 The machine's load averages (1, 5, 15 min) are printed beside every figure; the figures go to a
-JSON file too (``--out``). Takes 10-25 minutes on a 2-core machine.
+JSON file too (``--out``). Takes 10-25 minutes on a 2-core machine. (One file a little over our
+usual module size on purpose: a benchmark is read top to bottom, next to its output.)
 
     python3 bench/campaign_scale.py                     # both databases, the full space
     python3 bench/campaign_scale.py --cells 20000       # a quick look (a seeded sample)
