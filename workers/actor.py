@@ -282,14 +282,18 @@ class FarmWorker:
 
         config = leases[0].train_job.config
         total = max(config.total_steps(leases[0].train_job.epochs), 1)
-        first_step = round(leases[0].resumed_epoch * config.steps_per_epoch())
+        per_epoch = config.steps_per_epoch()
+        first_step = round(leases[0].resumed_epoch * per_epoch)
         steps = [first_step]
 
         def should_stop() -> bool:
             # Called once before every training step: it also counts them, so the driver's
             # progress moves by steps, not by whole jobs (progress()).
             steps[0] += 1
-            self._fraction = min((steps[0] - 1) / total, 1.0)
+            done = steps[0] - 1  # updates finished before this one
+            self._fraction = min(done / total, 1.0)
+            for lease in leases:  # the next heartbeat carries it: active_workers' live step/epoch
+                lease.keeper.progress(done, done / per_epoch)
             # A lost lease must not even checkpoint (the job may already train elsewhere): raise
             # out of the training loop instead of asking it to stop (which would checkpoint).
             for lease in leases:
