@@ -40,8 +40,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from farm.api import METRIC_KEYS, BenchmarkTable
-from farm.search.synthetic import EPOCH_BUDGETS, CellFeatures, _normal, _splitmix64, cell_features
+from farm.api import BenchmarkTable
+from farm.search.synthetic import (
+    EPOCH_BUDGETS,
+    CellFeatures,
+    _normal,
+    _splitmix64,
+    cell_features,
+    repeat_table,
+)
 from farm.spec import AVAILABLE_OPS
 
 _SECONDS_BASE, _SECONDS_PER_PARAM = 420.0, 2.73e-4  # as farm.search.synthetic
@@ -181,7 +188,6 @@ def nb101_like_table(
 ) -> BenchmarkTable:
     """The fitted table over ``features`` (default: the whole enumerated space, ~423k cells)."""
     f = features if features is not None else cell_features()
-    n = len(f.hashes)
     salt = np.uint64(seed * 0x2545F491)
     keys = np.array([int(h[:16], 16) for h in f.hashes], dtype=np.uint64) ^ salt
     graphs = _graph_keys(f.raw_adjacency) ^ salt
@@ -199,24 +205,6 @@ def nb101_like_table(
         z = rho * z108 + np.sqrt(1 - rho * rho) * _normal(keys, 10 + budget)
         latent = np.where(diverged, -np.inf, _latent(fit, f, z))
         valid_mean = _to_marginal(latent, fit)
-        table = np.empty((n, repeats, len(METRIC_KEYS)))
-        for r in range(repeats):
-            stream = 1000 * budget + 10 * r
-            valid = np.clip(valid_mean + fit.repeat_sd * _normal(keys, stream + 1), 0.0, 1.0)
-            test = np.clip(valid + test_offset + 0.002 * _normal(keys, stream + 2), 0.0, 1.0)
-            final_time = seconds_108 * budget / 108.0 * (1.0 + 0.01 * _normal(keys, stream + 3))
-            halfway_drop = 0.08 + 0.02 * np.abs(_normal(keys, stream + 4))
-            columns = {
-                "halfway_training_time": final_time / 2.0,
-                "halfway_train_accuracy": np.clip(valid - halfway_drop + 0.03, 0.0, 1.0),
-                "halfway_validation_accuracy": np.clip(valid - halfway_drop, 0.0, 1.0),
-                "halfway_test_accuracy": np.clip(test - halfway_drop, 0.0, 1.0),
-                "final_training_time": final_time,
-                "final_train_accuracy": np.clip(valid + 0.06, 0.0, 1.0),
-                "final_validation_accuracy": valid,
-                "final_test_accuracy": test,
-            }
-            for k, key in enumerate(METRIC_KEYS):
-                table[:, r, k] = columns[key]
-        tables[int(budget)] = table
+        tables[int(budget)] = repeat_table(keys, int(budget), repeats, valid_mean, fit.repeat_sd,
+                                           test_offset, seconds_108)
     return BenchmarkTable(f.hashes, f.raw_adjacency, f.raw_operations, f.trainable_parameters, tables)

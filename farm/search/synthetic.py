@@ -121,7 +121,6 @@ def synthetic_table(
 ) -> BenchmarkTable:
     """The synthetic table over ``features`` (default: the whole enumerated space, ~423k cells)."""
     f = features if features is not None else cell_features()
-    n = len(f.hashes)
     keys = np.array([int(h[:16], 16) for h in f.hashes], dtype=np.uint64) ^ np.uint64(seed * 0x2545F491)
     conv3, conv1, pool = f.op_counts.T
     vertices, edges, depth, skip = f.shape.T
@@ -145,24 +144,33 @@ def synthetic_table(
     for budget in epochs:
         gap, spread = _BUDGET_GAP.get(budget, (0.0, 0.0))
         valid_mean = np.clip(valid_108 - gap + spread * _normal(keys, 10 + budget), 0.05, 0.99)
-        table = np.empty((n, repeats, len(METRIC_KEYS)))
-        for r in range(repeats):
-            stream = 1000 * budget + 10 * r
-            valid = np.clip(valid_mean + 0.003 * _normal(keys, stream + 1), 0.0, 1.0)
-            test = np.clip(valid + test_offset + 0.002 * _normal(keys, stream + 2), 0.0, 1.0)
-            final_time = seconds_108 * budget / 108.0 * (1.0 + 0.01 * _normal(keys, stream + 3))
-            halfway_drop = 0.08 + 0.02 * np.abs(_normal(keys, stream + 4))
-            columns = {
-                "halfway_training_time": final_time / 2.0,
-                "halfway_train_accuracy": np.clip(valid - halfway_drop + 0.03, 0.0, 1.0),
-                "halfway_validation_accuracy": np.clip(valid - halfway_drop, 0.0, 1.0),
-                "halfway_test_accuracy": np.clip(test - halfway_drop, 0.0, 1.0),
-                "final_training_time": final_time,
-                "final_train_accuracy": np.clip(valid + 0.06, 0.0, 1.0),
-                "final_validation_accuracy": valid,
-                "final_test_accuracy": test,
-            }
-            for k, key in enumerate(METRIC_KEYS):
-                table[:, r, k] = columns[key]
-        tables[int(budget)] = table
+        tables[int(budget)] = repeat_table(keys, int(budget), repeats, valid_mean, 0.003, test_offset,
+                                           seconds_108)
     return BenchmarkTable(f.hashes, f.raw_adjacency, f.raw_operations, f.trainable_parameters, tables)
+
+
+def repeat_table(keys: np.ndarray, budget: int, repeats: int, valid_mean: np.ndarray, repeat_sd: float,
+                 test_offset: np.ndarray, seconds_108: np.ndarray) -> np.ndarray:
+    """The ``[cells, repeats, METRIC_KEYS]`` metrics at one budget from each cell's mean validation
+    accuracy: per-repeat noise, the test offset, training time proportional to the budget and a
+    halfway drop, each from its own seeded stream (shared by the synthetic tables)."""
+    table = np.empty((len(keys), repeats, len(METRIC_KEYS)))
+    for r in range(repeats):
+        stream = 1000 * budget + 10 * r
+        valid = np.clip(valid_mean + repeat_sd * _normal(keys, stream + 1), 0.0, 1.0)
+        test = np.clip(valid + test_offset + 0.002 * _normal(keys, stream + 2), 0.0, 1.0)
+        final_time = seconds_108 * budget / 108.0 * (1.0 + 0.01 * _normal(keys, stream + 3))
+        halfway_drop = 0.08 + 0.02 * np.abs(_normal(keys, stream + 4))
+        columns = {
+            "halfway_training_time": final_time / 2.0,
+            "halfway_train_accuracy": np.clip(valid - halfway_drop + 0.03, 0.0, 1.0),
+            "halfway_validation_accuracy": np.clip(valid - halfway_drop, 0.0, 1.0),
+            "halfway_test_accuracy": np.clip(test - halfway_drop, 0.0, 1.0),
+            "final_training_time": final_time,
+            "final_train_accuracy": np.clip(valid + 0.06, 0.0, 1.0),
+            "final_validation_accuracy": valid,
+            "final_test_accuracy": test,
+        }
+        for k, key in enumerate(METRIC_KEYS):
+            table[:, r, k] = columns[key]
+    return table
