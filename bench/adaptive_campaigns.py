@@ -149,7 +149,8 @@ def check_against_database(table, cells: int, seed: int) -> float:
             with engine.connect() as conn:
                 for budget in BUDGETS:
                     got = {h for (h,) in conn.exec_driver_sql(
-                        "SELECT DISTINCT j.cell_hash FROM jobs j JOIN campaigns c ON c.id = j.campaign_id "
+                        "SELECT DISTINCT cl.hash FROM jobs j JOIN campaigns c ON c.id = j.campaign_id "
+                        "JOIN cells cl ON cl.id = j.cell_id "
                         f"WHERE c.name = '{name}' AND j.epochs = {budget}")}
                     if got != set(expected[budget]):
                         raise SystemExit(f"database and replay differ at {budget} epochs for {text}: "

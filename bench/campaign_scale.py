@@ -90,16 +90,17 @@ def plan_cells(n: int | None) -> list:
 
 
 def job_rows(cells: list):
-    """(cell hash, epochs, repeat, seed) as the create writes them: shuffled cells, seed 0."""
+    """(cell id, epochs, repeat, seed) as the create writes them into a fresh database: shuffled
+    cells, numbered in that order (the order the create stores them), seed 0."""
     from nasfarm.enqueue import job_seed
 
     order = list(cells)
     random.Random(0).shuffle(order)
-    for cell in order:
+    for cell_id, cell in enumerate(order, start=1):
         seeds = [job_seed(0, cell.hash, r) for r in range(REPEATS)]
         for epochs in EPOCHS:
             for r in range(REPEATS):
-                yield cell.hash, epochs, r, seeds[r]
+                yield cell_id, epochs, r, seeds[r]
 
 
 def _floor_campaign(conn) -> None:
@@ -151,7 +152,7 @@ def floor_postgres(url: str, cells: list, results: Results) -> None:
     engine.dispose()
 
 
-COPY = "COPY jobs (campaign_id, cell_hash, epochs, repeat, seed, max_attempts) FROM STDIN"
+COPY = "COPY jobs (campaign_id, cell_id, epochs, repeat, seed, max_attempts) FROM STDIN"
 
 
 class _Lines(io.RawIOBase):
@@ -188,7 +189,7 @@ def floor_sqlite(url: str, cells: list, results: Results) -> None:
             break
         with engine.begin() as conn:
             conn.connection.dbapi_connection.cursor().executemany(
-                "INSERT INTO jobs (campaign_id, cell_hash, epochs, repeat, seed, max_attempts)"
+                "INSERT INTO jobs (campaign_id, cell_id, epochs, repeat, seed, max_attempts)"
                 " VALUES (?, ?, ?, ?, ?, ?)", chunk)
     seconds = time.perf_counter() - clock
     jobs = _scalar(engine, "SELECT COUNT(*) FROM jobs")

@@ -5,6 +5,11 @@ and :mod:`db.campaigns` / :mod:`db.enqueue` call them. Rows arrive as iterables 
 batch of the 5,083,488 jobs of the full space): COPY streams them to the server through a file-like
 object without building one big string, executemany sends them in chunks.
 
+A job names its cell by id (``cells.id``); the loaders take jobs by cell hash and a mapping from
+hash to id (:class:`db.cell_ids.CellIds`). The cell loaders number the cells they store from the
+table's next free id, in the order given, and return the ids (:class:`StoredCells`): the caller
+holds the cells lock, so the numbers are its own.
+
 Two shapes of jobs:
 
 - *jobs*, one (cell hash, epochs, repeat, seed) each (:func:`copy_jobs`, :func:`executemany_jobs`),
@@ -23,10 +28,11 @@ from __future__ import annotations
 import io
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import sqlalchemy as sa
 
+from db.cell_ids import CellIds
 from db.statements import campaigns as sql
 
 Progress = Callable[[int], None]
@@ -60,22 +66,30 @@ class GroupTally:
         return {e: (n, self.flops_sum[e] * e) for e, n in self.jobs.items()}
 
 
+class StoredCells(NamedTuple):
+    """What a cell load did: ``ids``, hash -> id of every cell given (those another writer stored
+    first included); ``added``, how many it stored."""
+
+    ids: dict[str, int]
+    added: int
+
+
 class JobLoader(Protocol):
     def __call__(
         self, conn: sa.Connection, campaign_id: int, max_attempts: int,
-        jobs: Iterable[Job], *, fresh: bool, on_progress: Progress,
+        jobs: Iterable[Job], *, cell_ids: Mapping[str, int], fresh: bool, on_progress: Progress,
     ) -> int: ...
 
 
 class GroupLoader(Protocol):
     def __call__(
         self, conn: sa.Connection, campaign_id: int, max_attempts: int,
-        groups: Iterable[Group], tally: GroupTally, *, on_progress: Progress,
+        groups: Iterable[Group], tally: GroupTally, *, cell_ids: Mapping[str, int], on_progress: Progress,
     ) -> int: ...
 
 
 class CellLoader(Protocol):
-    def __call__(self, conn: sa.Connection, rows: Iterable[Sequence[object]]) -> int: ...
+    def __call__(self, conn: sa.Connection, rows: Iterable[Sequence[object]]) -> StoredCells: ...
 
 
 def _no_progress(_n: int) -> None:
@@ -93,12 +107,12 @@ def jobs_of(groups: Iterable[Group]) -> Iterator[Job]:
 
 def copy_jobs(
     conn: sa.Connection, campaign_id: int, max_attempts: int, jobs: Iterable[Job],
-    *, fresh: bool, on_progress: Progress = _no_progress,
+    *, cell_ids: Mapping[str, int], fresh: bool, on_progress: Progress = _no_progress,
 ) -> int:
     """COPY the jobs ((cell hash, epochs, repeat, seed), in claim order) in; returns how many were
     added. ``fresh``: none of them exists (a campaign created in this transaction): COPY straight
     into jobs; else through a staging table that skips those it has."""
-    lines = (f"{campaign_id}\t{h}\t{e}\t{r}\t{s}\t{max_attempts}\n" for h, e, r, s in jobs)
+    lines = (f"{campaign_id}\t{cell_ids[h]}\t{e}\t{r}\t{s}\t{max_attempts}\n" for h, e, r, s in jobs)
     if fresh:
         return _copy(conn, sql.COPY_JOBS, lines, on_progress)
     conn.execute(sa.text(sql.CREATE_STAGED_JOBS))
@@ -108,27 +122,53 @@ def copy_jobs(
 
 def copy_groups(
     conn: sa.Connection, campaign_id: int, max_attempts: int, groups: Iterable[Group], tally: GroupTally,
-    *, on_progress: Progress = _no_progress,
+    *, cell_ids: Mapping[str, int], on_progress: Progress = _no_progress,
 ) -> int:
     """COPY the groups' jobs (none may exist) straight into jobs, counting them in ``tally``;
     returns how many."""
-    return _copy(conn, sql.COPY_JOBS, _group_lines(campaign_id, max_attempts, groups, tally), on_progress)
+    lines = _group_lines(campaign_id, max_attempts, groups, tally, cell_ids)
+    return _copy(conn, sql.COPY_JOBS, lines, on_progress)
 
 
 def _group_lines(
-    campaign_id: int, max_attempts: int, groups: Iterable[Group], tally: GroupTally
+    campaign_id: int, max_attempts: int, groups: Iterable[Group], tally: GroupTally,
+    cell_ids: Mapping[str, int],
 ) -> Iterator[str]:
-    # The hot loop of a 5M-job enqueue: per group one count and one join; per job one f-string.
+    # The hot loop of a 5M-job enqueue: per group one count, one lookup and one join; per job one
+    # f-string.
     add = tally.add
     for cell_hash, epochs, seeds in groups:
         add(cell_hash, epochs, len(seeds))
-        head = f"{campaign_id}\t{cell_hash}\t{epochs}\t"
+        head = f"{campaign_id}\t{cell_ids[cell_hash]}\t{epochs}\t"
         yield "".join([f"{head}{repeat}\t{seed}\t{max_attempts}\n" for repeat, seed in enumerate(seeds)])
 
 
-def copy_cells(conn: sa.Connection, rows: Iterable[Sequence[object]]) -> int:
-    """COPY cell rows in (they must be new: the caller holds the cells lock); returns how many."""
-    return _copy(conn, sql.COPY_CELLS, _copy_lines(rows))
+def copy_cells(conn: sa.Connection, rows: Iterable[Sequence[object]]) -> StoredCells:
+    """COPY cell rows in (they must be new: the caller holds the cells lock), numbered from the
+    next free id; moves the id sequence past them."""
+    ids: dict[str, int] = {}
+    numbered = _numbered(conn, rows, ids)
+    added = _copy(conn, sql.COPY_CELLS, _copy_lines(numbered))
+    if added:
+        conn.execute(sa.text(sql.SYNC_CELL_ID_SEQUENCE_POSTGRESQL))
+    return StoredCells(ids, added)
+
+
+def _numbered(
+    conn: sa.Connection, rows: Iterable[Sequence[object]], ids: dict[str, int]
+) -> Iterator[tuple[object, ...]]:
+    """Cell rows with an id in front, from the table's next free one (read now, before a COPY
+    takes the connection); notes hash -> id in ``ids``."""
+    next_id = int(conn.execute(sa.text(sql.NEXT_CELL_ID)).scalar_one())
+    return _numbering(rows, next_id, ids)
+
+
+def _numbering(
+    rows: Iterable[Sequence[object]], next_id: int, ids: dict[str, int]
+) -> Iterator[tuple[object, ...]]:
+    for offset, row in enumerate(rows):
+        ids[str(row[0])] = next_id + offset
+        yield (next_id + offset, *row)
 
 
 def _copy_lines(rows: Iterable[Sequence[object]]) -> Iterator[str]:
@@ -182,17 +222,17 @@ def _copy(
 
 def executemany_jobs(
     conn: sa.Connection, campaign_id: int, max_attempts: int, jobs: Iterable[Job],
-    *, fresh: bool, on_progress: Progress = _no_progress,
+    *, cell_ids: Mapping[str, int], fresh: bool, on_progress: Progress = _no_progress,
 ) -> int:
     """Insert the jobs in order, skipping those the campaign has; returns how many were added.
     (``fresh`` changes nothing here: ON CONFLICT DO NOTHING costs SQLite little.)"""
-    rows = ((campaign_id, h, e, r, s, max_attempts) for h, e, r, s in jobs)
+    rows = ((campaign_id, cell_ids[h], e, r, s, max_attempts) for h, e, r, s in jobs)
     return _executemany(conn, sql.INSERT_JOBS_SQLITE, rows, on_progress)
 
 
 def executemany_groups(
     conn: sa.Connection, campaign_id: int, max_attempts: int, groups: Iterable[Group], tally: GroupTally,
-    *, on_progress: Progress = _no_progress,
+    *, cell_ids: Mapping[str, int], on_progress: Progress = _no_progress,
 ) -> int:
     """Insert the groups' jobs (none may exist: a plain insert) in order, counting them in
     ``tally``; returns how many."""
@@ -200,17 +240,25 @@ def executemany_groups(
         add = tally.add
         for cell_hash, epochs, seeds in groups:
             add(cell_hash, epochs, len(seeds))
+            cell_id = cell_ids[cell_hash]
             for repeat, seed in enumerate(seeds):
-                yield campaign_id, cell_hash, epochs, repeat, seed, max_attempts
+                yield campaign_id, cell_id, epochs, repeat, seed, max_attempts
 
     return _executemany(conn, sql.PLAIN_INSERT_JOBS_SQLITE, rows(), on_progress)
 
 
-def executemany_cells(conn: sa.Connection, rows: Iterable[Sequence[object]]) -> int:
-    """Insert cell rows, skipping stored ones; returns how many were added."""
+def executemany_cells(conn: sa.Connection, rows: Iterable[Sequence[object]]) -> StoredCells:
+    """Insert cell rows numbered from the next free id, skipping stored ones (whose ids are then
+    read back)."""
+    ids: dict[str, int] = {}
     before = conn.execute(sa.text(sql.COUNT_CELLS)).scalar_one()
-    _executemany(conn, sql.INSERT_CELLS_SQLITE, rows, _no_progress)
-    return conn.execute(sa.text(sql.COUNT_CELLS)).scalar_one() - before
+    _executemany(conn, sql.INSERT_CELLS_SQLITE, _numbered(conn, rows, ids), _no_progress)
+    added = conn.execute(sa.text(sql.COUNT_CELLS)).scalar_one() - before
+    if added != len(ids):  # some were stored already, under ids of their own
+        stored = CellIds()
+        stored.resolve(conn, ids)
+        ids = stored.ids
+    return StoredCells(ids, added)
 
 
 def _executemany(

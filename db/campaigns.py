@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from db.cell_ids import CellIds
 from db.counts import counting_new_jobs
 from db.dialect import Dialect, dialect_of
 from db.engine import read_connection
@@ -138,6 +139,7 @@ class CampaignWriter:
         self.campaign = campaign  # the row, as :func:`get_campaign` returns it
         self.created = created  # False: it existed (with the same settings)
         self._jobs_written = False
+        self.cell_ids = CellIds()  # of the cells stored, as this writer has seen them
 
     def stored_flops(self, hashes: Collection[str]) -> dict[str, int | None]:
         """hash -> FLOPs of those of ``hashes`` whose cells are stored already."""
@@ -146,9 +148,12 @@ class CampaignWriter:
         if len(hashes) > _IN_LIST_MAX:
             wanted = set(hashes)
             rows = self.conn.execute(self.dialect.render(sql.ALL_STORED_CELLS))
-            return {h: flops for h, flops in rows if h in wanted}
-        statement = self.dialect.render(sql.STORED_CELLS, expanding=("hashes",))
-        return dict(self.conn.execute(statement, {"hashes": list(hashes)}).all())
+            stored = [(h, cell_id, flops) for h, cell_id, flops in rows if h in wanted]
+        else:
+            statement = self.dialect.render(sql.STORED_CELLS, expanding=("hashes",))
+            stored = self.conn.execute(statement, {"hashes": list(hashes)}).all()
+        self.cell_ids.learn({h: cell_id for h, cell_id, _ in stored})
+        return {h: flops for h, _, flops in stored}
 
     def cells_with_jobs(self) -> set[str]:
         """The cells this campaign has jobs for (all of their jobs: a campaign is created whole)."""
@@ -163,7 +168,8 @@ class CampaignWriter:
         first (:meth:`add_cells`): their FLOPs price the jobs in the monitoring aggregates."""
         with counting_new_jobs(self.conn, self.campaign["id"]):  # inserts are counted by the inserter
             added = self.dialect.load_jobs(
-                self.conn, self.campaign["id"], self.campaign["max_attempts"], jobs,
+                self.conn, self.campaign["id"], self.campaign["max_attempts"],
+                self.cell_ids.resolving(self.conn, jobs), cell_ids=self.cell_ids.ids,
                 fresh=self.created and not self._jobs_written, on_progress=on_progress or _ignore,
             )
         self._jobs_written = True
@@ -180,7 +186,9 @@ class CampaignWriter:
     def add_cells(self, rows: Iterable[CellRow]) -> int:
         """Store cells that are not stored yet (see :meth:`stored_flops`; on PostgreSQL this
         transaction holds the cells lock, so they stay new); returns how many were added."""
-        return self.dialect.load_cells(self.conn, rows)
+        stored = self.dialect.load_cells(self.conn, rows)
+        self.cell_ids.learn(stored.ids)
+        return stored.added
 
 
 @contextmanager

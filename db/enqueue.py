@@ -35,6 +35,7 @@ import sqlalchemy as sa
 
 from db import bulk
 from db.campaigns import CellRow
+from db.cell_ids import CellIds
 from db.counts import add_pending, counting_new_jobs
 from db.dialect import dialect_of
 from db.errors import translating
@@ -73,13 +74,15 @@ def present_groups(engine: sa.Engine, campaign_id: int) -> Iterator[tuple[str, i
 class CampaignStream:
     """Writes batches of one campaign (the row exists), each committed on its own."""
 
-    def __init__(self, engine: sa.Engine, campaign: dict[str, Any]):
+    def __init__(self, engine: sa.Engine, campaign: dict[str, Any], cell_ids: CellIds | None = None):
         self.engine = engine
         self.dialect = dialect_of(engine)
         self.campaign_id = int(campaign["id"])
         self.max_attempts = int(campaign["max_attempts"])
         self.cells_added = 0
         self.jobs_added = 0
+        # hash -> id of the cells stored (committed): the caller's, then those the batches store
+        self.cell_ids = cell_ids if cell_ids is not None else CellIds()
 
     def write(self, batch: Batch, *, on_progress: Callable[[int], None] | None = None) -> tuple[int, int]:
         """Commit one batch; returns (cells added, jobs added)."""
@@ -99,22 +102,35 @@ class CampaignStream:
     def _write(
         self, batch: Batch, *, tallied: bool, on_progress: Callable[[int], None] | None
     ) -> tuple[int, int]:
-        dialect, campaign_id = self.dialect, self.campaign_id
-        with self.engine.begin() as conn:
-            conn.execute(dialect.render(sql.LOCK_CAMPAIGN), {"campaign_id": campaign_id})
-            dialect.run(conn, dialect.lock_cells)
-            cells = batch.cells if tallied else self._still_new(conn, batch.cells)
-            cells_added = dialect.load_cells(conn, cells) if cells else 0
-            if tallied:
-                tally = bulk.GroupTally(batch.flops)
-                jobs_added = dialect.load_groups(conn, campaign_id, self.max_attempts, batch.groups(), tally,
-                                                 on_progress=on_progress or _ignore)
-                add_pending(conn, campaign_id, tally.per_budget)
-            else:
-                with counting_new_jobs(conn, campaign_id):
-                    jobs = bulk.jobs_of(batch.groups())
-                    jobs_added = dialect.load_jobs(conn, campaign_id, self.max_attempts, jobs, fresh=False,
-                                                   on_progress=_ignore)
+        dialect, campaign_id, ids = self.dialect, self.campaign_id, self.cell_ids
+        learned: list[str] = []  # ids this transaction assigned: void if it rolls back
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(dialect.render(sql.LOCK_CAMPAIGN), {"campaign_id": campaign_id})
+                dialect.run(conn, dialect.lock_cells)
+                cells = batch.cells if tallied else self._still_new(conn, batch.cells)
+                cells_added = 0
+                if cells:
+                    stored = dialect.load_cells(conn, cells)
+                    learned = list(stored.ids)
+                    ids.learn(stored.ids)
+                    cells_added = stored.added
+                ids.resolve(conn, batch.flops)  # the cells stored before, by this creator or another
+                if tallied:
+                    tally = bulk.GroupTally(batch.flops)
+                    jobs_added = dialect.load_groups(
+                        conn, campaign_id, self.max_attempts, batch.groups(), tally,
+                        cell_ids=ids.ids, on_progress=on_progress or _ignore)
+                    add_pending(conn, campaign_id, tally.per_budget)
+                else:
+                    with counting_new_jobs(conn, campaign_id):
+                        jobs = bulk.jobs_of(batch.groups())
+                        jobs_added = dialect.load_jobs(conn, campaign_id, self.max_attempts, jobs,
+                                                       cell_ids=ids.ids, fresh=False, on_progress=_ignore)
+        except BaseException:
+            for cell_hash in learned:
+                ids.ids.pop(cell_hash, None)
+            raise
         return cells_added, jobs_added
 
     def _still_new(self, conn: sa.Connection, rows: Sequence[CellRow]) -> Sequence[CellRow]:

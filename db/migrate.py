@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -41,10 +43,28 @@ def current_revision(engine: sa.Engine) -> str | None:
 def upgrade(engine: sa.Engine, revision: str = "head") -> str:
     """Create the schema, or bring it up to ``revision``; returns the revision now in place."""
     dialect = dialect_of(engine)
-    with translating(redact(engine.url)), engine.begin() as conn:
+    with (translating(redact(engine.url)), engine.connect() as conn, _foreign_keys_deferred(conn),
+          conn.begin()):
         dialect.run(conn, dialect.lock_migrations)  # concurrent upgrades take turns
         command.upgrade(_config(conn), revision)
         return MigrationContext.configure(conn).get_current_revision() or ""
+
+
+@contextmanager
+def _foreign_keys_deferred(conn: sa.Connection) -> Iterator[None]:
+    """SQLite: foreign-key enforcement off for the connection's migration transaction (it can
+    only be switched outside a transaction). A migration that rebuilds a table others refer to
+    (0008: jobs) drops the old table, which enforcement would refuse; it checks the references
+    itself before it commits (PRAGMA foreign_key_check)."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.dbapi_connection
+    raw.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys = ON")
 
 
 def require_current(engine: sa.Engine) -> None:

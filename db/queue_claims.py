@@ -13,7 +13,7 @@ from db.errors import IncompleteCampaign, translated
 from db.queue_core import DEFAULT_LEASE_TTL_S, QueueCore
 from db.statements import queue as q
 
-Cells = dict[str, tuple[list[list[int]], list[str]]]
+Cells = dict[int, tuple[str, list[list[int]], list[str]]]  # cell id -> (hash, matrix, ops)
 
 
 @dataclass(frozen=True)
@@ -149,17 +149,18 @@ class Claims(QueueCore):
         statements logged them), the claimed jobs' cells, and their campaigns cached."""
         if not rows:
             return {}
-        if self.sql.compound_writes:  # logged by the claim, which also returned matrix and ops
-            cells = {r["cell_hash"]: (json.loads(r["matrix"]), json.loads(r["ops"])) for r in rows}
+        if self.sql.compound_writes:  # logged by the claim, which also returned the cells
+            cells = {r["cell_id"]: (r["cell_hash"], json.loads(r["matrix"]), json.loads(r["ops"]))
+                     for r in rows}
         else:
             events = [
                 {"job_id": r["id"], "attempt": r["attempts"], "owner": owner, "at": r["claimed_at"]}
                 for r in rows
             ]
             conn.execute(self._statement(q.CLAIM_EVENTS), events)
-            statement = self.sql.render(q.CELLS, expanding=("hashes",))
-            found = conn.execute(statement, {"hashes": sorted({r["cell_hash"] for r in rows})})
-            cells = {h: (json.loads(matrix), json.loads(ops)) for h, matrix, ops in found}
+            statement = self.sql.render(q.CELLS, expanding=("ids",))
+            found = conn.execute(statement, {"ids": sorted({r["cell_id"] for r in rows})})
+            cells = {i: (h, json.loads(matrix), json.loads(ops)) for i, h, matrix, ops in found}
         self._campaign_info(conn, {r["campaign_id"] for r in rows})
         return cells
 
@@ -167,13 +168,13 @@ class Claims(QueueCore):
         """ClaimedJobs from claimed rows, in the rows' order (campaigns must be cached)."""
         claimed = []
         for r in rows:
-            matrix, ops = cells[r["cell_hash"]]
+            cell_hash, matrix, ops = cells[r["cell_id"]]
             name, profile = self._campaigns[r["campaign_id"]]
             claimed.append(
                 ClaimedJob(
                     job_id=r["id"],
                     campaign=name,
-                    cell_hash=r["cell_hash"],
+                    cell_hash=cell_hash,
                     matrix=matrix,
                     ops=ops,
                     epochs=r["epochs"],

@@ -199,7 +199,7 @@ def create_campaign(
     total = plan.jobs_missing()
     seconds["prepare"] = time.perf_counter() - clock
     report.stage(f"{len(specs):,} cells ({len(new._cells):,} new), {total:,} jobs to enqueue")
-    stream = CampaignStream(engine, campaign)
+    stream = CampaignStream(engine, campaign, cell_ids=writer.cell_ids)  # the stored cells' ids
     try:
         report.start(total)
         for batch in batches(plan, new.rows(), flops):

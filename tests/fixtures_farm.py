@@ -181,7 +181,9 @@ class Farm:
             return [dict(row._mapping) for row in conn.execute(sa.text(sql), params)]
 
     def jobs(self) -> list[dict[str, Any]]:
-        return self.query("SELECT * FROM jobs ORDER BY id")
+        """Every job row, with its cell's hash as ``cell_hash`` (jobs hold the cell's id)."""
+        return self.query("SELECT j.*, cl.hash AS cell_hash FROM jobs j"
+                          " LEFT JOIN cells cl ON cl.id = j.cell_id ORDER BY j.id")
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         rows = self.query("SELECT * FROM job_events ORDER BY id")

@@ -64,7 +64,7 @@ def _views_agree_with_the_jobs(engine) -> None:
                SUM(CASE WHEN j.status IN ('pending', 'running') THEN 1 ELSE 0 END),
                SUM(CASE WHEN j.status IN ('pending', 'running') THEN cl.flops * j.epochs ELSE 0 END),
                SUM(CASE WHEN j.status = 'done' THEN cl.flops * j.epochs ELSE 0 END)
-        FROM campaigns c JOIN jobs j ON j.campaign_id = c.id JOIN cells cl ON cl.hash = j.cell_hash
+        FROM campaigns c JOIN jobs j ON j.campaign_id = c.id JOIN cells cl ON cl.id = j.cell_id
         GROUP BY c.name""")}
     for name, (jobs, remaining, done) in scanned.items():
         assert int(eta[name][0]) == int(jobs)

@@ -25,8 +25,9 @@ PROFILE = SMOKE.to_dict()
 def _jobs(engine, name):
     with engine.connect() as conn:
         return conn.execute(sa.text(
-            "SELECT j.cell_hash, j.epochs, j.repeat, j.seed FROM jobs j"
-            " JOIN campaigns c ON c.id = j.campaign_id WHERE c.name = :n ORDER BY j.id"), {"n": name}).all()
+            "SELECT cl.hash AS cell_hash, j.epochs, j.repeat, j.seed FROM jobs j"
+            " JOIN campaigns c ON c.id = j.campaign_id JOIN cells cl ON cl.id = j.cell_id"
+            " WHERE c.name = :n ORDER BY j.id"), {"n": name}).all()
 
 
 class Interrupt(Exception):

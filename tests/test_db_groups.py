@@ -21,7 +21,7 @@ from tests.fixtures_db import fake_result, random_cells
 from tests.test_db_views import _plan  # EXPLAIN of a rendered statement
 
 PROFILE = SMOKE.to_dict()
-UNIQUE_INDEX = "uq_jobs_campaign_id_cell_hash_epochs_repeat"
+UNIQUE_INDEX = "uq_jobs_campaign_id_cell_id_epochs_repeat"
 
 
 def _campaign(engine, name="c", n_cells=3, seed=0, **kwargs):
@@ -266,7 +266,7 @@ def test_sqlite_finds_the_siblings_through_the_unique_index(sqlite_url):
                                            {"owner": "w", "max_group": 3, "lease_ttl": 60.0})]
     # the UNIQUE constraint's index (SQLite names it itself), searched on the cell's three columns
     assert ("SEARCH sibling USING INDEX sqlite_autoindex_jobs_1"
-            " (campaign_id=? AND cell_hash=? AND epochs=?)") in plan, plan
+            " (campaign_id=? AND cell_id=? AND epochs=?)") in plan, plan
     engine.dispose()
 
 
@@ -282,9 +282,14 @@ def test_the_siblings_are_found_through_the_unique_index(pg_url):
             " job_order, max_attempts, created_at FROM campaigns WHERE name = 'small'"
         ))
         conn.execute(sa.text(
-            "INSERT INTO jobs (campaign_id, cell_hash, epochs, repeat, seed, status)"
-            " SELECT 2, md5(i::text), 4, r, i, CASE WHEN i % 100 = 0 THEN 'pending' ELSE 'done' END"
-            " FROM generate_series(1, 60000) AS i, generate_series(0, 2) AS r"
+            "INSERT INTO cells (hash, matrix, ops, vertices, edges)"
+            " SELECT md5(i::text), '[]', '[]', 0, 0 FROM generate_series(1, 60000) AS i"
+        ))
+        conn.execute(sa.text(
+            "INSERT INTO jobs (campaign_id, cell_id, epochs, repeat, seed, status)"
+            " SELECT 2, cl.id, 4, r, i, CASE WHEN i % 100 = 0 THEN 'pending' ELSE 'done' END"
+            " FROM generate_series(1, 60000) AS i JOIN cells cl ON cl.hash = md5(i::text),"
+            " generate_series(0, 2) AS r"
         ))
         conn.execute(sa.text("ANALYZE jobs"))
     statements = [
@@ -298,7 +303,7 @@ def test_the_siblings_are_found_through_the_unique_index(pg_url):
             scan, condition = _sibling_scan(plan)
             assert f"Index Scan using {UNIQUE_INDEX} on jobs sibling" in scan, plan
             # looked up by all three columns of the lead's cell (casts and brackets aside)
-            by_cell = "campaign_id = lead.campaign_id AND cell_hash = lead.cell_hash AND epochs = lead.epochs"
+            by_cell = "campaign_id = lead.campaign_id AND cell_id = lead.cell_id AND epochs = lead.epochs"
             assert by_cell in re.sub(r"::text|[()]", "", condition), plan
             assert "Seq Scan on jobs" not in plan, plan
         # The check can fail: without the unique index the siblings are searched for among all
@@ -306,7 +311,7 @@ def test_the_siblings_are_found_through_the_unique_index(pg_url):
         conn.execute(sa.text(f"ALTER TABLE jobs DROP CONSTRAINT {UNIQUE_INDEX}"))
         plan = _plan(conn, statements[0][0], {"owner": "w", "max_group": 3, "lease_ttl": 60.0})
         scan, condition = _sibling_scan(plan)
-        assert UNIQUE_INDEX not in scan and "cell_hash" not in condition, plan
+        assert UNIQUE_INDEX not in scan and "cell_id" not in condition, plan
         conn.rollback()
     queue = JobQueue(engine)
     assert [[j.repeat for j in g] for g in queue.claim_groups(2, "w", campaigns=["small"])] == [

@@ -103,8 +103,9 @@ def test_a_complete_budget_promotes_exactly_ceil_f_n_with_its_evidence(db_engine
     assert _rows(db_engine, "SELECT cells, cells_ranked, promoted, decided_by FROM promotion_rounds"
                             " WHERE epochs = 4") == [(10, 10, 3, "tester")]
     # every repeat of each promoted cell at 12 epochs, with the seed that repeat has everywhere
-    next_jobs = _rows(db_engine, "SELECT cell_hash, repeat, seed, status FROM jobs WHERE epochs = 12"
-                                 " ORDER BY cell_hash, repeat")
+    next_jobs = _rows(db_engine, "SELECT cl.hash, j.repeat, j.seed, j.status FROM jobs j"
+                                 " JOIN cells cl ON cl.id = j.cell_id WHERE j.epochs = 12"
+                                 " ORDER BY cl.hash, j.repeat")
     assert next_jobs == sorted((h, r, job_seed(0, h, r), "pending") for h in ranked[:3] for r in range(2))
     assert queue.counts(["ad"])["pending"] == 6  # the new jobs are counted
 
@@ -139,7 +140,8 @@ def test_failed_cells_are_not_ranked_and_cancelled_jobs_hold_the_round(db_engine
     dead = hashes[0]
     stored = _finish(queue, epochs=4, fail={dead}, only=set(hashes[:-1]))
     # the last cell's two jobs: cancelled -> the round is held, nothing decided
-    last_jobs = [r[0] for r in _rows(db_engine, "SELECT id FROM jobs WHERE cell_hash = :h", h=hashes[-1])]
+    last_jobs = [r[0] for r in _rows(db_engine, "SELECT id FROM jobs WHERE cell_id ="
+                                                " (SELECT id FROM cells WHERE hash = :h)", h=hashes[-1])]
     assert queue.cancel(job_ids=last_jobs) == 2
     held = queue.promote_ready_budgets(["ad"])
     assert held.rounds == [] and held.held == [("ad", 4, 2)] and not held.can_add_jobs
@@ -162,7 +164,8 @@ def test_later_budgets_and_the_end_of_the_campaign(db_engine):
     ranked, k = _expected(stored, 1, 3)
     second = queue.promote_ready_budgets()
     assert [(d.epochs, d.cells_ranked, d.promoted) for d in second.rounds] == [(12, 4, 2)] and k == 2
-    assert sorted(r[0] for r in _rows(db_engine, "SELECT cell_hash FROM jobs WHERE epochs = 36")) \
+    assert sorted(r[0] for r in _rows(db_engine, "SELECT cl.hash FROM jobs j JOIN cells cl"
+                                                 " ON cl.id = j.cell_id WHERE j.epochs = 36")) \
         == sorted(ranked[:2])
     # every round is decided: 36 epochs runs, but no promotion can add a job any more
     last = queue.promote_ready_budgets()
@@ -194,7 +197,7 @@ def test_cells_join_an_adaptive_campaign_only_before_its_first_promotion(db_engi
     cells = random_cells(6, seed=2)
     _adaptive(db_engine, "ad", 0, cells=cells[:4])
     _adaptive(db_engine, "ad", 0, cells=cells[:5])  # no decision yet: the fifth cell joins
-    assert _rows(db_engine, "SELECT COUNT(DISTINCT cell_hash) FROM jobs") == [(5,)]
+    assert _rows(db_engine, "SELECT COUNT(DISTINCT cell_id) FROM jobs") == [(5,)]
     queue = JobQueue(db_engine, backoff_base=0)
     _finish(queue, epochs=4)
     queue.promote_ready_budgets(["ad"])
@@ -216,7 +219,8 @@ def test_async_mode_promotes_as_results_arrive_and_tops_up_at_the_end(db_engine)
     assert (early.promoted_early, early.jobs_added, early.rounds) == (1, 2, [])
     assert _rows(db_engine, "SELECT cell_hash, kind, cells_ranked FROM promotions") \
         == [(ranked[0], "async", 4)]
-    assert _rows(db_engine, "SELECT COUNT(*) FROM jobs WHERE epochs = 12 AND cell_hash = :h", h=ranked[0]) \
+    assert _rows(db_engine, "SELECT COUNT(*) FROM jobs WHERE epochs = 12 AND cell_id ="
+                            " (SELECT id FROM cells WHERE hash = :h)", h=ranked[0]) \
         == [(2,)]
     # nothing new finished: the next pass does nothing (and says the campaign may still promote)
     assert queue.promote_ready_budgets(["asha"]).can_add_jobs
@@ -323,6 +327,6 @@ def test_concurrent_deciders_promote_once(db_engine, db_url, deciders):
     assert _rows(db_engine, "SELECT COUNT(*), COUNT(DISTINCT cell_hash), MIN(decided_by), MAX(decided_by)"
                             " FROM promotions") == [(75, 75, winner, winner)]
     assert sorted(r[0] for r in _rows(db_engine, "SELECT cell_hash FROM promotions")) == sorted(ranked[:75])
-    assert _rows(db_engine, "SELECT COUNT(*), COUNT(DISTINCT cell_hash) FROM jobs WHERE epochs = 12") \
+    assert _rows(db_engine, "SELECT COUNT(*), COUNT(DISTINCT cell_id) FROM jobs WHERE epochs = 12") \
         == [(75, 75)]
     assert queue.counts(["race"]) == {"pending": 75, "running": 0, "done": 300, "failed": 0, "cancelled": 0}

@@ -128,9 +128,13 @@ def test_claim_uses_the_pending_index_and_never_scans_jobs(pg_url):
             " max_attempts, created_at) VALUES (2, 'big', 'smoke', '{}', '[4]', 1, 0, 'as-given', 3, 0)"
         ))
         conn.execute(sa.text(
-            "INSERT INTO jobs (campaign_id, cell_hash, epochs, repeat, seed, status)"
-            " SELECT 2, md5(i::text), 4, 0, i, CASE WHEN i % 100 = 0 THEN 'pending' ELSE 'done' END"
-            " FROM generate_series(1, 200000) AS i"
+            "INSERT INTO cells (hash, matrix, ops, vertices, edges)"
+            " SELECT md5(i::text), '[]', '[]', 0, 0 FROM generate_series(1, 200000) AS i"
+        ))
+        conn.execute(sa.text(
+            "INSERT INTO jobs (campaign_id, cell_id, epochs, repeat, seed, status)"
+            " SELECT 2, cl.id, 4, 0, i, CASE WHEN i % 100 = 0 THEN 'pending' ELSE 'done' END"
+            " FROM generate_series(1, 200000) AS i JOIN cells cl ON cl.hash = md5(i::text)"
         ))
         conn.execute(sa.text("ANALYZE jobs"))
     unfiltered = POSTGRESQL.render(POSTGRESQL.claim_jobs, campaign_filter="")
@@ -158,10 +162,15 @@ def test_the_reaper_reads_only_the_running_jobs_index(pg_url):
     with engine.begin() as conn:
         # 300,000 jobs, 0.1% of them running (some leased before lease_expires_at existed).
         conn.execute(sa.text(
-            "INSERT INTO jobs (campaign_id, cell_hash, epochs, repeat, seed, status, lease_token,"
-            " heartbeat_at, lease_expires_at) SELECT 1, md5(i::text), 4, 0, i,"
+            "INSERT INTO cells (hash, matrix, ops, vertices, edges)"
+            " SELECT md5(i::text), '[]', '[]', 0, 0 FROM generate_series(1, 300000) AS i"
+        ))
+        conn.execute(sa.text(
+            "INSERT INTO jobs (campaign_id, cell_id, epochs, repeat, seed, status, lease_token,"
+            " heartbeat_at, lease_expires_at) SELECT 1, cl.id, 4, 0, i,"
             " CASE WHEN i % 1000 = 0 THEN 'running' ELSE 'done' END, md5(i::text), 1,"
-            " CASE WHEN i % 2000 = 0 THEN NULL ELSE 5 END FROM generate_series(1, 300000) AS i"
+            " CASE WHEN i % 2000 = 0 THEN NULL ELSE 5 END"
+            " FROM generate_series(1, 300000) AS i JOIN cells cl ON cl.hash = md5(i::text)"
         ))
         conn.execute(sa.text("ANALYZE jobs"))
     expired = POSTGRESQL.render(q.FIND_EXPIRED_LEASES)
@@ -197,10 +206,13 @@ def test_status_reads_never_walk_a_campaigns_jobs(db_engine):
             " max_attempts, created_at, enqueued_at)"
             " VALUES (2, 'big', 'smoke', '{}', '[4]', 1, 0, 'as-given', 3, 0, 0)"))
         conn.execute(sa.text(
-            "INSERT INTO jobs (campaign_id, cell_hash, epochs, repeat, seed, status, lease_node, last_error)"
-            " SELECT 2, 'h' || i, 4, 0, i, CASE WHEN i % 1000 = 0 THEN 'running' ELSE 'pending' END,"
+            "INSERT INTO cells (hash, matrix, ops, vertices, edges)"
+            f" SELECT 'h' || i, '[]', '[]', 0, 0 FROM ({numbers}) n"))
+        conn.execute(sa.text(
+            "INSERT INTO jobs (campaign_id, cell_id, epochs, repeat, seed, status, lease_node, last_error)"
+            " SELECT 2, cl.id, 4, 0, i, CASE WHEN i % 1000 = 0 THEN 'running' ELSE 'pending' END,"
             " CASE WHEN i % 1000 = 0 THEN 'node' END, CASE WHEN i % 5000 = 0 THEN 'x' END"
-            f" FROM ({numbers}) n"))
+            f" FROM ({numbers}) n JOIN cells cl ON cl.hash = 'h' || n.i"))
         if postgres:
             conn.execute(sa.text("ANALYZE"))
     few = {"active_workers": "ix_jobs_running_lease_expiry", "job_failures": "ix_jobs_with_error"}

@@ -14,8 +14,13 @@ SET_ENQUEUED = "UPDATE campaigns SET enqueued_at = :now WHERE id = :campaign_id 
 
 # The (cell, budget) groups a campaign has jobs for: jobs are written a whole group at a time (all
 # repeats of a cell at a budget, in one transaction), so a group present is a group complete.
-# Read once when a create resumes or adds cells (an index-only walk of the campaign's jobs).
-PRESENT_GROUPS = "SELECT DISTINCT cell_hash, epochs FROM jobs WHERE campaign_id = :campaign_id"
+# Read once when a create resumes or adds cells (an index-only walk of the campaign's jobs; the
+# cells' hashes joined to the distinct groups, not to every job).
+PRESENT_GROUPS = """
+SELECT cl.hash, g.epochs
+FROM (SELECT DISTINCT cell_id, epochs FROM jobs WHERE campaign_id = :campaign_id) AS g
+JOIN cells cl ON cl.id = g.cell_id
+"""
 
 # PostgreSQL: which of a batch's new cells another creator stored since this one looked (the cells
 # lock is held; COPY must not meet a stored cell). :hashes is an array.

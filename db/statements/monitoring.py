@@ -26,7 +26,7 @@ MAX_JOB_ID = "SELECT COALESCE(MAX(id), 0) FROM jobs"
 COUNT_NEW_JOBS = f"""
 INSERT INTO job_counts ({_JOB_COUNT_COLUMNS})
 SELECT j.campaign_id, j.epochs, j.status, COUNT(*), SUM({_JOB_COST}), SUM({_UNSTARTED}), 0.0, SUM(j.attempts)
-FROM jobs j LEFT JOIN cells cl ON cl.hash = j.cell_hash
+FROM jobs j LEFT JOIN cells cl ON cl.id = j.cell_id
 WHERE j.campaign_id = :campaign_id AND j.id > :after_id
 GROUP BY j.campaign_id, j.epochs, j.status
 """
@@ -98,7 +98,7 @@ DELETE_RESULT_COUNTS = "DELETE FROM result_counts"
 JOB_BUCKETS = f"""
 SELECT j.campaign_id, j.epochs, j.status, COUNT(*) AS n, SUM({_JOB_COST}) AS cost,
        SUM({_UNSTARTED}) AS unstarted, SUM(j.attempts) AS attempts
-FROM jobs j LEFT JOIN cells cl ON cl.hash = j.cell_hash
+FROM jobs j LEFT JOIN cells cl ON cl.id = j.cell_id
 GROUP BY j.campaign_id, j.epochs, j.status
 """
 COUNT_JOBS_INTO_JOB_COUNTS = f"""

@@ -50,11 +50,15 @@ DROP_CANDIDATES = "DROP TABLE IF EXISTS promotion_candidates"
 RANK_CANDIDATES = """
 CREATE TEMPORARY TABLE promotion_candidates AS
 WITH cell_jobs AS (
-    SELECT cell_hash,
-           MAX(CASE WHEN status IN ('pending', 'running', 'cancelled') THEN 1 ELSE 0 END) AS unfinished
-    FROM jobs
-    WHERE campaign_id = :campaign_id AND epochs = :epochs
-    GROUP BY cell_hash
+    SELECT cl.hash AS cell_hash, j.unfinished
+    FROM (
+        SELECT cell_id,
+               MAX(CASE WHEN status IN ('pending', 'running', 'cancelled') THEN 1 ELSE 0 END) AS unfinished
+        FROM jobs
+        WHERE campaign_id = :campaign_id AND epochs = :epochs
+        GROUP BY cell_id
+    ) AS j
+    JOIN cells cl ON cl.id = j.cell_id
 ), means AS (
     SELECT cell_hash, AVG(final_validation_accuracy) AS mean, COUNT(*) AS repeats
     FROM results
@@ -92,16 +96,17 @@ WHERE campaign_id = :campaign_id AND epochs = :epochs AND decided_at IS NULL
 """
 ROUND_PROMOTED = "SELECT promoted FROM promotion_rounds WHERE campaign_id = :campaign_id AND epochs = :epochs"
 COUNT_BUDGET_CELLS = """
-SELECT COUNT(DISTINCT cell_hash) FROM jobs WHERE campaign_id = :campaign_id AND epochs = :epochs
+SELECT COUNT(DISTINCT cell_id) FROM jobs WHERE campaign_id = :campaign_id AND epochs = :epochs
 """
 # The promoted cells' jobs at the next budget: every repeat, with the seed that repeat has at every
 # budget (the cell's job at this budget carries it), best cells first in the claim order. The
 # unique (campaign, cell, epochs, repeat) makes it idempotent.
 ENQUEUE_PROMOTED = """
-INSERT INTO jobs (campaign_id, cell_hash, epochs, repeat, seed, max_attempts, priority)
-SELECT j.campaign_id, j.cell_hash, p.next_epochs, j.repeat, j.seed, j.max_attempts, :priority
+INSERT INTO jobs (campaign_id, cell_id, epochs, repeat, seed, max_attempts, priority)
+SELECT j.campaign_id, j.cell_id, p.next_epochs, j.repeat, j.seed, j.max_attempts, :priority
 FROM promotions p
-JOIN jobs j ON j.campaign_id = p.campaign_id AND j.cell_hash = p.cell_hash AND j.epochs = p.epochs
+JOIN cells cl ON cl.hash = p.cell_hash
+JOIN jobs j ON j.campaign_id = p.campaign_id AND j.cell_id = cl.id AND j.epochs = p.epochs
 WHERE p.campaign_id = :campaign_id AND p.epochs = :epochs
 ORDER BY p.cell_rank, j.repeat
 ON CONFLICT DO NOTHING

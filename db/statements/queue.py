@@ -35,22 +35,22 @@ _LEASE_PICKED_POSTGRESQL = (
     UPDATE jobs SET"""
     + _LEASE_COLUMNS
     + """    FROM picked WHERE jobs.id = picked.id
-    RETURNING jobs.id, jobs.campaign_id, jobs.cell_hash, jobs.epochs, jobs.repeat, jobs.seed,
+    RETURNING jobs.id, jobs.campaign_id, jobs.cell_id, jobs.epochs, jobs.repeat, jobs.seed,
               jobs.priority, jobs.attempts, jobs.max_attempts, jobs.lease_token,
               jobs.checkpoint_location, jobs.lease_owner, jobs.claimed_at
 ), logged AS (
     INSERT INTO job_events (job_id, attempt, kind, owner, status, at)
     SELECT id, attempts, 'claim', lease_owner, 'running', claimed_at FROM claimed
 )
-SELECT claimed.*, cells.matrix, cells.ops
-FROM claimed JOIN cells ON cells.hash = claimed.cell_hash
+SELECT claimed.*, cells.hash AS cell_hash, cells.matrix, cells.ops
+FROM claimed JOIN cells ON cells.id = claimed.cell_id
 """
 )
 
 # The end of a SQLite claim's UPDATE: the same columns as the PostgreSQL claim returns (less the
-# cells, read by the caller; the events are inserted by CLAIM_EVENTS next).
+# cells' matrix and ops, read by the caller; the events are inserted by CLAIM_EVENTS next).
 _CLAIMED_RETURNING_SQLITE = """
-RETURNING id, campaign_id, cell_hash, epochs, repeat, seed, priority, attempts, max_attempts,
+RETURNING id, campaign_id, cell_id, epochs, repeat, seed, priority, attempts, max_attempts,
           lease_token, checkpoint_location, lease_owner, claimed_at
 """
 
@@ -89,8 +89,8 @@ CLAIM_JOBS_SQLITE = (
 # claim_group: one group of jobs of the same (campaign, cell, epochs) -- the repeats of a cell,
 # which the farm can train together as one fused network. The lead is the job claim_jobs would
 # take next (same order, same {campaign_filter}); the siblings are the other runnable pending jobs
-# of its (campaign_id, cell_hash, epochs), found through the unique index on
-# (campaign_id, cell_hash, epochs, repeat). The lead sorts first so that LIMIT :max_group always
+# of its (campaign_id, cell_id, epochs), found through the unique index on
+# (campaign_id, cell_id, epochs, repeat). The lead sorts first so that LIMIT :max_group always
 # keeps it; the rest follow by repeat. MATERIALIZED: the lead is picked (and locked) once, never
 # re-run as the inner side of a join.
 # PostgreSQL locks both with SKIP LOCKED: a sibling another claimer holds is left to it, never
@@ -99,14 +99,14 @@ CLAIM_JOBS_SQLITE = (
 # locks only jobs rows (a CTE has none). SQLite has no row locks: the caller holds the write lock.
 _PICK_GROUP = """
 WITH lead AS MATERIALIZED (
-    SELECT id, campaign_id, cell_hash, epochs FROM jobs
+    SELECT id, campaign_id, cell_id, epochs FROM jobs
     WHERE status = 'pending' AND not_before <= {now} {campaign_filter}
     ORDER BY priority DESC, id
     LIMIT 1
     {for_update} {skip_locked}
 ), picked AS (
     SELECT sibling.id FROM lead JOIN jobs AS sibling
-        ON sibling.campaign_id = lead.campaign_id AND sibling.cell_hash = lead.cell_hash
+        ON sibling.campaign_id = lead.campaign_id AND sibling.cell_id = lead.cell_id
        AND sibling.epochs = lead.epochs
     WHERE sibling.status = 'pending' AND sibling.not_before <= {now}
     ORDER BY sibling.id = lead.id DESC, sibling.repeat
@@ -197,7 +197,8 @@ COMPLETE_JOB_SQLITE = """
 UPDATE jobs SET status = 'done', finished_at = {now}, heartbeat_at = {now}, lease_expires_at = NULL,
     last_error = NULL
 WHERE id = :job_id AND lease_token = :token AND status = 'running'
-RETURNING campaign_id, cell_hash, epochs, repeat, attempts, lease_owner, lease_node, finished_at
+RETURNING campaign_id, (SELECT cl.hash FROM cells cl WHERE cl.id = jobs.cell_id) AS cell_hash,
+          epochs, repeat, attempts, lease_owner, lease_node, finished_at
 """
 
 # complete_job (PostgreSQL): the done status, the result row and the end event in one statement
@@ -207,8 +208,8 @@ WITH finished AS (
     UPDATE jobs SET status = 'done', finished_at = {now}, heartbeat_at = {now},
         lease_expires_at = NULL, last_error = NULL
     WHERE id = :job_id AND lease_token = :token AND status = 'running'
-    RETURNING id, campaign_id, cell_hash, epochs, repeat, attempts, lease_owner, lease_node,
-              finished_at
+    RETURNING id, campaign_id, (SELECT cl.hash FROM cells cl WHERE cl.id = jobs.cell_id) AS cell_hash,
+              epochs, repeat, attempts, lease_owner, lease_node, finished_at
 ), stored AS (
     INSERT INTO results (job_id, campaign_id, cell_hash, epochs, repeat, attempt,
         trainable_parameters, total_time,
@@ -358,6 +359,6 @@ CAMPAIGN_PROFILES = "SELECT id, name, profile FROM campaigns WHERE id IN :ids"
 # Campaigns whose creation has not finished enqueueing their jobs (db.enqueue): never claimed from.
 UNFINISHED_CAMPAIGNS = "SELECT id FROM campaigns WHERE enqueued_at IS NULL"
 UNFINISHED_AMONG = "SELECT id, name FROM campaigns WHERE id IN :ids AND enqueued_at IS NULL ORDER BY id"
-CELLS = "SELECT hash, matrix, ops FROM cells WHERE hash IN :hashes"
+CELLS = "SELECT id, hash, matrix, ops FROM cells WHERE id IN :ids"
 JOB = "SELECT * FROM jobs WHERE id = :id"
 JOB_HISTORY = "SELECT * FROM job_events WHERE job_id = :id ORDER BY id"

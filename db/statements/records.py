@@ -45,7 +45,8 @@ SELECT j.id, j.campaign_id, 1, :now,
     s.halfway_test_accuracy,
     s.final_training_time, s.final_train_accuracy, s.final_validation_accuracy, s.final_test_accuracy
 FROM nb101_import s
-JOIN jobs j ON j.campaign_id = :campaign_id AND j.cell_hash = s.cell_hash AND j.epochs = s.epochs
+JOIN cells cl ON cl.hash = s.cell_hash
+JOIN jobs j ON j.campaign_id = :campaign_id AND j.cell_id = cl.id AND j.epochs = s.epochs
            AND j.repeat = s.repeat
 WHERE NOT EXISTS (SELECT 1 FROM results r WHERE r.job_id = j.id)
 """
