@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import networkx as nx
 import pytest
@@ -348,3 +349,37 @@ def test_cli_enumerate_original_format_and_stdout(tmp_path):
 def test_sorted_hash_checksum_matches_a_direct_computation(space6):
     direct = hashlib.sha256("\n".join(sorted(c.hash for c in space6)).encode()).hexdigest()
     assert sorted_hashes_sha256(space6) == direct
+
+
+
+def test_the_enumerate_command_leaves_no_process_behind(tmp_path):
+    """`nasfarm space enumerate` hashes in worker processes under a forkserver: when the command
+    exits, none of them (nor the forkserver) may outlive it. The command leads a session of its
+    own (session id = its pid); once it has exited, no process may be left in that session."""
+    out = tmp_path / "cells.jsonl"
+    command = [sys.executable, "-m", "nasfarm", "space", "enumerate", "--max-vertices", "6",
+               "--workers", "2", "--out", str(out)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
+    _, stderr = child.communicate(timeout=240)
+    assert child.returncode == 0, stderr[-3000:]
+    assert sum(1 for _ in out.open()) == 64_542
+    left = _processes_in_session(child.pid)
+    assert left == [], f"processes left behind: {left}"
+
+
+def _processes_in_session(session: int) -> list[str]:
+    """Command lines of the live processes whose session id is ``session`` (Linux /proc)."""
+    left = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, session
+        if int(fields[3]) == session and fields[0] != "Z":
+            left.append(cmdline)
+    return left
