@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from farm import space_cache
 from farm.hashing import INPUT_LABEL, OUTPUT_LABEL, hash_arrays, hash_cells
 from farm.procpool import pool_that_closes, without_the_callers_main
 
@@ -273,10 +274,13 @@ def enumerate_cells(
     *,
     progress: bool = False,
     workers: int | None = None,
+    cache: bool = True,
 ) -> list[EnumeratedCell]:
     """Every unique cell with the original's canonical representative, in its discovery order.
 
     ``workers``: processes used for hashing (default: the CPUs this process may use).
+    ``cache``: take the hashes from the verified on-disk cache (``farm.space_cache``) when there is
+    one, and write it after hashing; the result is the same either way.
     """
     classes = all_matrix_classes(max_vertices, max_edges)
     total = sum(len(mc.codes) for mc in classes)
@@ -284,10 +288,21 @@ def enumerate_cells(
     tick = bar.update if bar is not None else (lambda n: None)
     seen: set[str] = set()
     dedupe = not _verified_space(max_vertices, max_edges)
+    use_cache = (cache and _verified_space(max_vertices, max_edges)
+                 and space_cache.cache_file(max_vertices, max_edges) is not None)
+    cached = space_cache.load(max_vertices, max_edges, total, _cell_at(classes)) if use_cache else None
+    computed: list[str] | None = [] if use_cache and cached is None else None
     labels_of = _LabelLists()
     cells: list[EnumeratedCell] = []
     try:
-        for mc, hashes in _hashed_classes(classes, workers or _default_workers(), tick):
+        if cached is not None:
+            tick(total)
+            hashed: Iterator[tuple[MatrixClass, list[str]]] = _split(classes, cached)
+        else:
+            hashed = _hashed_classes(classes, workers or _default_workers(), tick)
+        for mc, hashes in hashed:
+            if computed is not None:
+                computed.extend(hashes)
             matrix = matrix_from_bits(mc.bits, mc.vertices)
             for code, digest in zip(mc.codes.tolist(), hashes, strict=True):
                 if dedupe:
@@ -298,7 +313,31 @@ def enumerate_cells(
     finally:
         if bar is not None:
             bar.close()
+    if computed is not None:
+        space_cache.store(max_vertices, max_edges, computed)
     return cells
+
+
+def _cell_at(classes: list[MatrixClass]) -> space_cache.CellAt:
+    """The k-th class-starting labeling of ``classes`` (in class order) as (matrix, labels)."""
+    offsets = np.cumsum([0] + [len(mc.codes) for mc in classes])
+
+    def cell_at(index: int) -> tuple[list[list[int]], list[int]]:
+        i = int(np.searchsorted(offsets, index, side="right")) - 1
+        mc = classes[i]
+        interior = _labelings(mc.vertices)[int(mc.codes[index - offsets[i]])].tolist()
+        return matrix_from_bits(mc.bits, mc.vertices), [INPUT_LABEL, *interior, OUTPUT_LABEL]
+
+    return cell_at
+
+
+def _split(classes: list[MatrixClass], hashes: list[str]) -> Iterator[tuple[MatrixClass, list[str]]]:
+    """(class, its hashes) from the flat list of all hashes in class order."""
+    start = 0
+    for mc in classes:
+        end = start + len(mc.codes)
+        yield mc, hashes[start:end]
+        start = end
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -9,6 +9,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -364,7 +365,11 @@ def test_the_enumerate_command_leaves_no_process_behind(tmp_path):
     _, stderr = child.communicate(timeout=240)
     assert child.returncode == 0, stderr[-3000:]
     assert sum(1 for _ in out.open()) == 64_542
-    left = _processes_in_session(child.pid)
+    # A forkserver notices its parent's exit on its own, a moment later: give the session up to
+    # 10 s to empty (what the issue saw were workers still there long after the command).
+    deadline = time.monotonic() + 10
+    while (left := _processes_in_session(child.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert left == [], f"processes left behind: {left}"
 
 
@@ -383,3 +388,14 @@ def _processes_in_session(session: int) -> list[str]:
         if int(fields[3]) == session and fields[0] != "Z":
             left.append(cmdline)
     return left
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_space_cache():
+    """This module tests the hashing path (worker processes, the pool's shutdown, progress): with
+    a warm cache on the developer's machine those tests would pass without hashing at all. The
+    cache has its own tests (tests/test_space_cache.py). Module scope, so that the module's
+    space fixtures are computed under it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NASFARM_SPACE_CACHE", "off")
+        yield
