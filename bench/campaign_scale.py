@@ -8,7 +8,10 @@ For each database, on a scratch database of its own:
    transactions of 250,000 rows (what SQLite can do from Python);
 2. **create**: ``nasfarm campaign create --campaign full --cells all`` end to end through the real
    console entry point in a child process (enumeration, costs, cells, jobs, counts), its wall time
-   and peak RSS (the main process's, and its largest waited-for child's);
+   and peak RSS (the main process's, and its largest waited-for child's): once on a scratch
+   database with the enumeration cache off (a machine's first create hashes the whole space), then
+   on another with the cache warm (every later one; the cache is this run's own, in a temporary
+   folder, written by the enumeration the floors use);
 3. the database's size (PostgreSQL: the jobs table with its indexes, the cells, the database;
    SQLite: the file);
 4. a running farm's state (2,000 jobs claimed, 1,500 of them started, 1,000 done, 50 failed), then
@@ -31,6 +34,7 @@ import io
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -213,9 +217,10 @@ def _scalar(engine, sql: str):
 
 # --- the real create ----------------------------------------------------------------------------------
 
-def create(url: str, database: str, cells_arg: str, results: Results, label: str) -> None:
+def create(url: str, database: str, cells_arg: str, results: Results, label: str,
+           env_extra: dict[str, str] | None = None) -> None:
     args = ["campaign", "create", "--campaign", "full", "--cells", cells_arg, "--db", url]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
     clock = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", RUNNER, *args], capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - clock
@@ -333,18 +338,25 @@ def status_and_views(url: str, database: str, results: Results) -> None:
 def run_database(
     database: str, url_of, cells: list, cells_arg: str, results: Results, skip_floor: bool
 ) -> None:
+    from db.engine import make_engine
+    from db.migrate import upgrade
+
+    def migrated(url: str) -> str:
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        return url
+
     print(f"{database}:", flush=True)
     if not skip_floor:
         with url_of() as url:
             (floor_postgres if database == "postgresql" else floor_sqlite)(url, cells, results)
+    if cells_arg == "all":  # a machine's first create: the space is enumerated (hashed) in it
+        with url_of() as url:
+            create(migrated(url), database, cells_arg, results, "create, no enumeration cache",
+                   env_extra={"NASFARM_SPACE_CACHE": "off"})
     with url_of() as url:
-        from db.engine import make_engine
-        from db.migrate import upgrade
-
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        create(url, database, cells_arg, results, "create")
+        create(migrated(url), database, cells_arg, results, "create")
         sizes(url, database, results)
         farm_state(url)
         status_and_views(url, database, results)
@@ -400,16 +412,24 @@ def main() -> None:
     cells_arg = "all" if args.cells is None else f"sample:{args.cells}"
     print(f"nasfarm campaign scale: {cells_arg} cells x {len(EPOCHS)} budgets x {REPEATS} repeats; "
           f"{os.cpu_count()} CPUs; {loads()}", flush=True)
-    clock = time.perf_counter()
-    cells = [] if args.no_floor else plan_cells(args.cells)
-    if cells:
-        seconds = time.perf_counter() - clock
-        say("enumeration for the floors (this process)", f"{seconds:.1f} s, {len(cells):,} cells")
+    # The enumeration cache (farm.space_cache) of this run's own, in a folder of its own: cold at
+    # first, then warm for every create but the one run without it.
+    cache = tempfile.mkdtemp(prefix="nasfarm-bench-space-")
+    os.environ["NASFARM_SPACE_CACHE"] = cache
+    cells: list = []
+    if args.cells is None:
+        for state in ("cold: hashed, then written to the cache", "warm: read from the cache"):
+            clock = time.perf_counter()
+            cells = plan_cells(None)
+            say(f"enumeration, {state}", f"{time.perf_counter() - clock:.1f} s, {len(cells):,} cells")
+    elif not args.no_floor:
+        cells = plan_cells(args.cells)
     results = Results()
     if not args.no_postgres:
         run_database("postgresql", _PgDatabase(args.pg), cells, cells_arg, results, args.no_floor)
     if not args.no_sqlite:
         run_database("sqlite", _SqliteFile(args.dir), cells, cells_arg, results, args.no_floor)
+    shutil.rmtree(cache, ignore_errors=True)
     if args.out:
         Path(args.out).write_text(json.dumps({"cells": cells_arg, "cpus": os.cpu_count(),
                                               "rows": results.rows}, indent=1) + "\n")
